@@ -1,0 +1,5 @@
+"""Allow ``python -m dicomhub``."""
+
+from dicomhub.cli.main import main
+
+main()

@@ -1,0 +1,254 @@
+"""The one settings object: environment ``DICOMHUB_*``, then a TOML file, then defaults.
+
+Every field carries a description; ``dicomhub config`` prints the effective configuration with
+those descriptions as comments.  Remote application entities ("peers") are declared in the TOML
+file as ``[peers.NAME]`` tables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class Service(StrEnum):
+    """DICOM services a peer may be allowed to use on dicomhub."""
+
+    VERIFICATION = "verification"
+    STORAGE = "storage"
+    QUERY = "query"
+    RETRIEVE = "retrieve"
+    WORKLIST = "worklist"
+    MPPS = "mpps"
+    STORAGE_COMMITMENT = "storage-commitment"
+    PRINT = "print"
+
+
+def validate_ae_title(value: str) -> str:
+    """Check a value is a valid AE title (PS3.5 AE VR: 1-16 chars, no backslash/control)."""
+    stripped = value.strip()
+    if not stripped or not AE_TITLE_PATTERN.match(value):
+        raise ValueError(f"invalid AE title {value!r}: 1-16 printable characters, no backslash")
+    return stripped
+
+
+class PeerConfig(BaseModel):
+    """A remote application entity dicomhub knows by name."""
+
+    ae_title: str = Field(description="The peer's AE title.")
+    host: str = Field(description="Host name or address the peer listens on.")
+    port: int = Field(ge=1, le=65535, description="The peer's DICOM port.")
+    services: list[Service] = Field(
+        default_factory=lambda: list(Service),
+        description="Services the peer may use on dicomhub (default: all).",
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+
+DuplicatePolicy = Literal["reject", "replace"]
+
+
+class Settings(BaseSettings):
+    """Effective dicomhub configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="DICOMHUB_", extra="forbid")
+
+    ae_title: str = Field("DICOMHUB", description="AE title dicomhub answers to.")
+    dicom_port: int = Field(11112, ge=0, le=65535, description="TCP port of the DICOM listener.")
+    bind: str = Field(
+        "127.0.0.1",
+        description="Address to listen on. On loopback everything is open; on a network "
+        "address only declared peers may connect unless allow_unknown_calling_ae is true.",
+    )
+    http_port: int = Field(8042, ge=0, le=65535, description="TCP port of the HTTP server.")
+    data_dir: Path = Field(
+        Path("./dicomhub-data"), description="Folder for the blob store and the SQLite index."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the index; default: an SQLite file in data_dir. "
+        "Use postgresql+psycopg://user@host/db for PostgreSQL.",
+    )
+    storage_dir: Path | None = Field(
+        None, description="Root of the blob store; default: data_dir/storage."
+    )
+    max_associations: int = Field(
+        32, ge=1, description="Maximum number of simultaneous inbound associations."
+    )
+    max_pdu_size: int = Field(
+        262144, ge=0, description="Largest P-DATA PDU dicomhub accepts (bytes, 0 = unlimited)."
+    )
+    acse_timeout: float = Field(
+        30.0, gt=0, description="ARTIM: seconds to wait for association messages."
+    )
+    dimse_timeout: float = Field(60.0, gt=0, description="Seconds to wait for DIMSE messages.")
+    network_timeout: float = Field(
+        120.0, gt=0, description="Seconds an idle association is kept open."
+    )
+    allow_unknown_calling_ae: bool | None = Field(
+        None,
+        description="Accept calling AE titles that are not declared peers. "
+        "Unset: true when bound to loopback, false otherwise.",
+    )
+    check_called_ae: bool | None = Field(
+        None,
+        description="Refuse associations whose called AE title is not ae_title. "
+        "Unset: false when bound to loopback, true otherwise.",
+    )
+    check_peer_host: bool = Field(
+        False,
+        description="Also require a declared peer to connect from its declared host.",
+    )
+    duplicate_policy: DuplicatePolicy = Field(
+        "reject",
+        description="What to do with a SOP instance UID already stored with other content: "
+        "'reject' (failure status, the stored copy is kept) or 'replace' (the new copy "
+        "replaces the old one; logged and recorded in the change log).",
+    )
+    case_insensitive_pn: bool = Field(
+        True, description="Match person names (PN) without regard to case in C-FIND."
+    )
+    log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
+    peers: dict[str, PeerConfig] = Field(
+        default_factory=dict, description="Remote AEs, declared as [peers.NAME] tables."
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then the TOML file (passed as init values), then defaults.
+        return (env_settings, init_settings)
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the DICOM listener is bound to a loopback address."""
+        if self.bind in {"localhost", ""}:
+            return self.bind == "localhost"
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def effective_allow_unknown_calling_ae(self) -> bool:
+        """Whether undeclared calling AEs are accepted."""
+        if self.allow_unknown_calling_ae is None:
+            return self.is_loopback
+        return self.allow_unknown_calling_ae
+
+    @property
+    def effective_check_called_ae(self) -> bool:
+        """Whether the called AE title must equal ``ae_title``."""
+        if self.check_called_ae is None:
+            return not self.is_loopback
+        return self.check_called_ae
+
+    @property
+    def effective_database_url(self) -> str:
+        """The index URL, defaulting to an SQLite file inside the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'index.sqlite').absolute()}"
+
+    @property
+    def effective_storage_dir(self) -> Path:
+        """Root folder of the blob store."""
+        return (self.storage_dir or self.data_dir / "storage").absolute()
+
+
+class ConfigError(Exception):
+    """The configuration file could not be read or is invalid."""
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from environment, ``config_file`` (or ``DICOMHUB_CONFIG``), defaults.
+
+    ``overrides`` are applied like TOML values (below the environment); tests use them.
+    """
+    path = config_file or os.environ.get("DICOMHUB_CONFIG")
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            with Path(path).open("rb") as handle:
+                values = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def render_settings(settings: Settings) -> str:
+    """Render the effective configuration as commented TOML."""
+    lines = ["# dicomhub effective configuration (environment > config file > defaults)", ""]
+    for name, field in Settings.model_fields.items():
+        if name == "peers":
+            continue
+        value = getattr(settings, name)
+        lines.append(f"# {field.description}")
+        if value is None:
+            lines.append(f"# {name} = (unset)")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+    lines.append(f"# database in use: {_hide_password(settings.effective_database_url)}")
+    lines.append(f"# storage root in use: {settings.effective_storage_dir}")
+    lines.append(
+        f"# unknown calling AEs accepted: {settings.effective_allow_unknown_calling_ae}; "
+        f"called AE checked: {settings.effective_check_called_ae}"
+    )
+    lines.append("")
+    for peer_name, peer in settings.peers.items():
+        lines.append(f"[peers.{peer_name}]")
+        lines.append(f"ae_title = {_toml_value(peer.ae_title)}")
+        lines.append(f"host = {_toml_value(peer.host)}")
+        lines.append(f"port = {peer.port}")
+        lines.append(f"services = {_toml_value([str(s) for s in peer.services])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

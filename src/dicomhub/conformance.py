@@ -1,0 +1,107 @@
+"""Supported SOP classes, roles and transfer syntaxes, per service: the registry.
+
+It drives presentation-context negotiation (``dicom.server``) and generates the conformance
+statement ``docs/conformance.md`` (``dicomhub conformance``); a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.uid import UID, AllTransferSyntaxes
+from pynetdicom.sop_class import _STORAGE_CLASSES
+
+from dicomhub.config import Service
+from dicomhub.errors import OUTCOMES
+
+UNCOMPRESSED = (
+    UID("1.2.840.10008.1.2"),  # Implicit VR Little Endian
+    UID("1.2.840.10008.1.2.1"),  # Explicit VR Little Endian
+    UID("1.2.840.10008.1.2.1.99"),  # Deflated Explicit VR Little Endian
+    UID("1.2.840.10008.1.2.2"),  # Explicit VR Big Endian
+)
+ALL_TRANSFER_SYNTAXES = tuple(UNCOMPRESSED) + tuple(
+    UID(t) for t in AllTransferSyntaxes if UID(t) not in UNCOMPRESSED
+)
+
+
+@dataclass(frozen=True)
+class SOPClassSupport:
+    """One SOP class dicomhub supports in one role."""
+
+    uid: UID
+    name: str
+    service: Service
+    role: str  # "SCP" or "SCU"
+    transfer_syntaxes: tuple[UID, ...]
+
+
+def _storage_classes() -> list[SOPClassSupport]:
+    return [
+        SOPClassSupport(UID(uid), UID(uid).name, Service.STORAGE, "SCP", ALL_TRANSFER_SYNTAXES)
+        for uid in sorted(set(_STORAGE_CLASSES.values()), key=lambda u: UID(u).name)
+    ]
+
+
+VERIFICATION = UID("1.2.840.10008.1.1")
+PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
+STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
+
+REGISTRY: tuple[SOPClassSupport, ...] = (
+    SOPClassSupport(VERIFICATION, VERIFICATION.name, Service.VERIFICATION, "SCP", UNCOMPRESSED),
+    SOPClassSupport(PATIENT_ROOT_FIND, PATIENT_ROOT_FIND.name, Service.QUERY, "SCP",
+                    UNCOMPRESSED),
+    SOPClassSupport(STUDY_ROOT_FIND, STUDY_ROOT_FIND.name, Service.QUERY, "SCP", UNCOMPRESSED),
+    *_storage_classes(),
+)
+
+
+def supported(service: Service, role: str = "SCP") -> list[SOPClassSupport]:
+    """Entries of one service and role."""
+    return [s for s in REGISTRY if s.service is service and s.role == role]
+
+
+def service_of(sop_class_uid: str) -> Service | None:
+    """The service a SOP class belongs to (as SCP), None when unsupported."""
+    for entry in REGISTRY:
+        if entry.uid == sop_class_uid and entry.role == "SCP":
+            return entry.service
+    return None
+
+
+def render_conformance() -> str:
+    """The conformance statement in Markdown."""
+    lines = [
+        "# dicomhub conformance statement",
+        "",
+        "Generated from `dicomhub.conformance` by `dicomhub conformance`; do not edit by hand.",
+        "",
+        "## Supported SOP classes",
+        "",
+        "| Service | SOP class | UID | Role | Transfer syntaxes |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in REGISTRY:
+        syntaxes = ("all listed below" if entry.transfer_syntaxes == ALL_TRANSFER_SYNTAXES
+                    else ", ".join(t.name for t in entry.transfer_syntaxes))
+        lines.append(f"| {entry.service.value} | {entry.name} | {entry.uid} | {entry.role} | "
+                     f"{syntaxes} |")
+    lines += ["", "## Transfer syntaxes accepted for storage", "",
+              "Objects are stored bit for bit in the transfer syntax they arrive in.", "",
+              "| Transfer syntax | UID |", "|---|---|"]
+    lines += [f"| {t.name} | {t} |" for t in ALL_TRANSFER_SYNTAXES]
+    lines += ["", "## Failure statuses", "",
+              "Each failure carries an ErrorComment (0000,0902) with the reason.", "",
+              "| Condition | DIMSE status | HTTP status |", "|---|---|---|"]
+    for outcome in OUTCOMES:
+        doc = (outcome.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"| {doc} | 0x{outcome.dimse_status:04X} ({outcome.summary}) | "
+                     f"{outcome.http_status} |")
+    lines += ["", "## C-FIND", "",
+              "Patient Root (PATIENT, STUDY, SERIES, IMAGE) and Study Root (STUDY, SERIES, IMAGE)."
+              " Matching per PS3.4 C.2.2.2: single value, universal, wildcard (`*`, `?`), "
+              "DA/TM/DT ranges (open and closed), lists of UIDs. Person names match without "
+              "regard to case unless `case_insensitive_pn = false`. Every requested key is "
+              "returned: from the index, else from the stored header, else empty. Responses are "
+              "encoded in the character set the matched objects were stored with.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""One module per DICOM service; each is a plain handler built once with its dependencies."""

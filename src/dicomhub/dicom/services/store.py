@@ -1,0 +1,43 @@
+"""Storage SOP Classes (C-STORE) SCP: a thin translation onto the ingest path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicomhub.config import Service
+from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.ingest import Ingest, IngestRequest, StoreResult
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """A received C-STORE: the command's UIDs and the staged data set file."""
+
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    path: Path
+
+
+class StoreService:
+    """Stores what C-STORE delivers; exceptions carry the failure status."""
+
+    def __init__(self, ingest: Ingest, access: AccessPolicy) -> None:
+        self.ingest = ingest
+        self.access = access
+
+    def store(self, association: AssociationInfo, request: StoreRequest) -> StoreResult:
+        """Ingest the staged file (always consumed, stored or not)."""
+        try:
+            self.access.check_service(association, Service.STORAGE)
+        except Exception:
+            request.path.unlink(missing_ok=True)
+            raise
+        return self.ingest.store(IngestRequest(
+            path=request.path,
+            take=True,
+            source="C-STORE",
+            calling_ae_title=association.calling_ae_title,
+            expected_sop_class_uid=request.affected_sop_class_uid,
+            expected_sop_instance_uid=request.affected_sop_instance_uid,
+        ))

@@ -1,0 +1,184 @@
+"""Reading a DICOM Part 10 file's header without its pixel data, and checking the whole file.
+
+The header is parsed with ``stop_before_pixels``; the elements after it (pixel data, trailing
+padding) are walked by their lengths only, so a truncated object is caught without decoding
+or loading its pixels.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import UID
+
+from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
+
+UID_PATTERN = re.compile(r"^(0|[0-9]+)(\.(0|[0-9]+))*$")
+BULK_THRESHOLD = 1024
+_LONG_LENGTH_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR",
+                    b"SV", b"UV"}
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_MAX_DEPTH = 32
+
+
+@dataclass
+class ParsedHeader:
+    """A file's header, where its data set starts and its transfer syntax."""
+
+    dataset: Dataset
+    dataset_offset: int
+    transfer_syntax_uid: str
+    file_size: int
+
+
+def is_valid_uid(value: Any) -> bool:
+    """PS3.5 9.1: digits and dots, no empty component, at most 64 characters."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
+
+
+def read_header(path: Path) -> ParsedHeader:
+    """Parse ``path`` up to its pixel data and check the rest of the file is complete."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as fp:
+            read_preamble(fp, False)
+            meta = _read_file_meta_info(fp)
+            offset = fp.tell()
+            fp.seek(0)
+            dataset = dcmread(fp, stop_before_pixels=True)
+            stop = fp.tell()
+            syntax = str(meta.get("TransferSyntaxUID", ""))
+            if not syntax:
+                raise CannotUnderstand("file meta has no TransferSyntaxUID")
+            if not UID(syntax).is_deflated and stop < size:
+                implicit, little = dataset.original_encoding
+                _check_tail(fp, stop, size, bool(implicit), bool(little))
+    except InvalidDicomError as exc:
+        raise CannotUnderstand(
+            "not a DICOM Part 10 file: no 128-byte preamble, 'DICM' prefix and file meta"
+        ) from exc
+    except CannotUnderstand:
+        raise
+    except Exception as exc:  # pydicom raises many types on damaged input
+        raise CannotUnderstand(f"unreadable DICOM header: {_first_line(exc)}") from exc
+    if len(dataset) == 0:
+        raise CannotUnderstand("file has no data set after its file meta")
+    return ParsedHeader(dataset, offset, syntax, size)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _check_tail(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> None:
+    """Walk the top-level elements from ``start`` and check each fits inside the file.
+
+    The encoding is the one the header was actually read with, which pydicom corrects when a
+    file's elements contradict its transfer syntax.
+    """
+    fp.seek(start)
+    endian = "<" if little else ">"
+    end = _walk(fp, size, endian, implicit, until=None, depth=0)
+    if end > size:
+        raise CannotUnderstand(f"file is truncated: {end - size} bytes missing after pixel data")
+
+
+def _read_header(fp: BinaryIO, endian: str, implicit: bool) -> tuple[int, bytes, int, int]:
+    raw = fp.read(8)
+    if len(raw) < 8:
+        raise CannotUnderstand("file is truncated inside an element header")
+    group, element = struct.unpack(endian + "HH", raw[:4])
+    tag = (group << 16) | element
+    if implicit or group == 0xFFFE:
+        (length,) = struct.unpack(endian + "L", raw[4:8])
+        return tag, b"", length, 8
+    vr = raw[4:6]
+    if vr in _LONG_LENGTH_VRS:
+        more = fp.read(4)
+        if len(more) < 4:
+            raise CannotUnderstand("file is truncated inside an element header")
+        (length,) = struct.unpack(endian + "L", more)
+        return tag, vr, length, 12
+    (length,) = struct.unpack(endian + "H", raw[6:8])
+    return tag, vr, length, 8
+
+
+def _walk(fp: BinaryIO, size: int, endian: str, implicit: bool, until: int | None,
+          depth: int) -> int:
+    """Skip elements until ``until`` (a delimiter tag) or end of file; return the position."""
+    if depth > _MAX_DEPTH:
+        raise CannotUnderstand("sequences nested too deeply")
+    while True:
+        pos = fp.tell()
+        if until is None and pos >= size:
+            return pos
+        tag, vr, length, _ = _read_header(fp, endian, implicit)
+        if until is not None and tag == until:
+            return fp.tell()
+        if length == _UNDEFINED:
+            if tag == _ITEM:
+                _walk(fp, size, endian, implicit, _ITEM_END, depth + 1)
+            else:
+                # Sequence or encapsulated pixel data: items until the sequence delimiter.
+                item_implicit = implicit or vr == b"UN"
+                _walk(fp, size, endian, item_implicit, _SEQ_END, depth + 1)
+            continue
+        target = fp.tell() + length
+        if target > size:
+            raise CannotUnderstand(
+                f"file is truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares "
+                f"{length} bytes, {size - fp.tell()} remain"
+            )
+        fp.seek(target)
+
+
+def header_json(dataset: Dataset) -> dict[str, Any]:
+    """The header as DICOM JSON (PS3.18 F) with bulk data replaced by BulkDataURIs.
+
+    Raises ``CannotUnderstand`` naming the first element whose value cannot be decoded.
+    """
+    def bulk(element: Any) -> str:
+        return f"bulkdata/{element.tag:08X}"
+
+    try:
+        return dict(dataset.to_json_dict(BULK_THRESHOLD, bulk))
+    except Exception:
+        for element in dataset.iterall():
+            try:
+                element.to_json_dict(bulk, BULK_THRESHOLD)
+            except Exception as exc:
+                raise CannotUnderstand(
+                    f"invalid {element.VR} value in {element.tag} {element.keyword}: "
+                    f"{_first_line(exc)}"
+                ) from exc
+        raise
+
+
+def check_identity(dataset: Dataset, expected_class: str | None = None,
+                   expected_instance: str | None = None) -> None:
+    """Check the UIDs the index needs are present and valid, and match the command's."""
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        value = dataset.get(keyword)
+        if value is None or str(value) == "":
+            raise InvalidInstanceIdentity(f"{keyword} is missing")
+        if not is_valid_uid(str(value)):
+            raise InvalidInstanceIdentity(f"{keyword} {str(value)[:70]!r} is not a valid UID")
+    if expected_class is not None and str(dataset.SOPClassUID) != expected_class:
+        raise DataSetDoesNotMatchSOPClass(
+            f"data set SOPClassUID {dataset.SOPClassUID} differs from the command's {expected_class}"
+        )
+    if expected_instance is not None and str(dataset.SOPInstanceUID) != expected_instance:
+        raise InvalidInstanceIdentity(
+            f"data set SOPInstanceUID {dataset.SOPInstanceUID} differs from the command's "
+            f"{expected_instance}"
+        )

@@ -1,0 +1,1 @@
+"""The SQL index: schema, engine, repository, C-FIND matching and the change log."""

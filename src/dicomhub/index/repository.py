@@ -1,0 +1,372 @@
+"""Writes and point look-ups of the index: instances, their attachments and the change log.
+
+``add_instance`` creates or updates the patient, study and series rows, the instance row and its
+attachment, the derived keys (counts, ModalitiesInStudy, SOPClassesInStudy) and a change-log
+entry in one transaction.  It is safe under concurrent writers on PostgreSQL (upserts that wait
+for each other, row locks on the study) and on SQLite (one writer at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, Row, Select, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from dicomhub.errors import DuplicateSOPInstance
+from dicomhub.index.attributes import Level
+from dicomhub.index.engine import IndexDatabase
+from dicomhub.index.schema import attachments, changes, instances, patients, series, studies
+from dicomhub.index.values import character_set, level_values
+from dicomhub.storage.base import BlobInfo
+
+
+class AddOutcome(StrEnum):
+    """What ``add_instance`` did."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REPLACED = "replaced"
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An indexed instance with its attachment."""
+
+    instance_pk: int
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    blob_key: str
+    size: int
+    sha256: str
+    content_sha256: str
+    transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Outcome of ``add_instance``; ``obsolete_blob_key`` is to be deleted after commit."""
+
+    outcome: AddOutcome
+    obsolete_blob_key: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_STORED_COLUMNS = (
+    instances.c.id,
+    instances.c.sop_instance_uid,
+    instances.c.sop_class_uid,
+    series.c.series_instance_uid,
+    studies.c.study_instance_uid,
+    attachments.c.blob_key,
+    attachments.c.size,
+    attachments.c.sha256,
+    attachments.c.content_sha256,
+    attachments.c.transfer_syntax_uid,
+)
+
+
+def stored_instance_select() -> Select[Any]:
+    """SELECT of ``StoredInstance`` fields, to be filtered by the caller."""
+    return (
+        select(*_STORED_COLUMNS)
+        .select_from(instances)
+        .join(series, instances.c.series_fk == series.c.id)
+        .join(studies, series.c.study_fk == studies.c.id)
+        .join(attachments, attachments.c.instance_fk == instances.c.id)
+    )
+
+
+def _to_stored(row: Row[Any]) -> StoredInstance:
+    return StoredInstance(*row)
+
+
+class IndexRepository:
+    """The index's write path and point reads."""
+
+    def __init__(self, db: IndexDatabase) -> None:
+        self.db = db
+
+    # Reads ------------------------------------------------------------------------------
+
+    def get_instance(self, sop_instance_uid: str) -> StoredInstance | None:
+        """The stored instance with this SOP Instance UID, if any."""
+        query = stored_instance_select().where(instances.c.sop_instance_uid == sop_instance_uid)
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+        return _to_stored(row) if row else None
+
+    def iter_instances(self, batch: int = 1000) -> Iterator[StoredInstance]:
+        """Every stored instance, in insertion order, read in batches."""
+        last = 0
+        while True:
+            query = (
+                stored_instance_select()
+                .where(instances.c.id > last)
+                .order_by(instances.c.id)
+                .limit(batch)
+            )
+            with self.db.read() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _to_stored(row)
+            last = rows[-1][0]
+
+    def count_instances(self) -> int:
+        """Number of stored instances."""
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(instances)).scalar_one())
+
+    def changes_since(self, seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Change-log entries after ``seq``, oldest first."""
+        query = select(changes).where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit)
+        with self.db.read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # Writes -----------------------------------------------------------------------------
+
+    def add_instance(
+        self,
+        dataset: Dataset,
+        header: dict[str, Any],
+        blob: BlobInfo,
+        transfer_syntax_uid: str,
+        *,
+        source: str,
+        calling_ae_title: str = "",
+        replace: bool = False,
+    ) -> AddResult:
+        """Index a stored object (see the module docstring); retried once on a race."""
+        for attempt in range(3):
+            try:
+                with self.db.write() as conn:
+                    return self._add(conn, dataset, header, blob, transfer_syntax_uid,
+                                     source, calling_ae_title, replace)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def remove_instance(self, sop_instance_uid: str, reason: str) -> str | None:
+        """Remove an instance from the index; returns its blob key to delete after commit."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                stored_instance_select().where(instances.c.sop_instance_uid == sop_instance_uid)
+            ).first()
+            if row is None:
+                return None
+            stored = _to_stored(row)
+            self._remove(conn, stored)
+            self._record(conn, "deleted", Level.IMAGE, sop_instance_uid, {"reason": reason})
+            return stored.blob_key
+
+    def _add(
+        self,
+        conn: Connection,
+        dataset: Dataset,
+        header: dict[str, Any],
+        blob: BlobInfo,
+        transfer_syntax_uid: str,
+        source: str,
+        calling_ae_title: str,
+        replace: bool,
+    ) -> AddResult:
+        sop_uid = str(dataset.SOPInstanceUID)
+        outcome, obsolete = AddOutcome.STORED, None
+        row = conn.execute(
+            stored_instance_select().where(instances.c.sop_instance_uid == sop_uid)
+        ).first()
+        if row is not None:
+            existing = _to_stored(row)
+            if existing.content_sha256 == blob.content_sha256:
+                return AddResult(AddOutcome.DUPLICATE)
+            if not replace:
+                raise DuplicateSOPInstance(
+                    f"SOP instance {sop_uid} is already stored with different content"
+                )
+            self._remove(conn, existing)
+            outcome, obsolete = AddOutcome.REPLACED, existing.blob_key
+
+        now = _now()
+        charset = character_set(dataset)
+        study_uid = str(dataset.StudyInstanceUID)
+        series_uid = str(dataset.SeriesInstanceUID)
+
+        study_row = conn.execute(
+            select(studies.c.id, studies.c.patient_fk)
+            .where(studies.c.study_instance_uid == study_uid)
+            .with_for_update()
+        ).first()
+        new_study = study_row is None
+        if study_row is None:
+            patient_pk = self._upsert_patient(conn, dataset, charset, now)
+            self._insert_ignore(conn, studies, {
+                **level_values(dataset, Level.STUDY),
+                "patient_fk": patient_pk, "specific_character_set": charset, "created_at": now,
+            })
+            study_row = conn.execute(
+                select(studies.c.id, studies.c.patient_fk)
+                .where(studies.c.study_instance_uid == study_uid)
+                .with_for_update()
+            ).one()
+        study_pk, patient_pk = int(study_row[0]), int(study_row[1])
+
+        series_pk = conn.execute(
+            select(series.c.id).where(series.c.series_instance_uid == series_uid)
+        ).scalar()
+        new_series = series_pk is None
+        if series_pk is None:
+            self._insert_ignore(conn, series, {
+                **level_values(dataset, Level.SERIES),
+                "study_fk": study_pk, "specific_character_set": charset, "created_at": now,
+            })
+            series_pk = conn.execute(
+                select(series.c.id).where(series.c.series_instance_uid == series_uid)
+            ).scalar_one()
+
+        instance_pk = conn.execute(
+            instances.insert().values(
+                **level_values(dataset, Level.IMAGE),
+                series_fk=series_pk,
+                specific_character_set=charset,
+                header=header,
+                calling_ae_title=calling_ae_title[:16],
+                source=source[:32],
+                received_at=now,
+            ).returning(instances.c.id)
+        ).scalar_one()
+        conn.execute(attachments.insert().values(
+            instance_fk=instance_pk, blob_key=blob.key, size=blob.size, sha256=blob.sha256,
+            content_sha256=blob.content_sha256, transfer_syntax_uid=transfer_syntax_uid,
+            created_at=now,
+        ))
+        self._count(conn, patient_pk, study_pk, series_pk, +1, new_study, new_series)
+        self._extend_study_lists(conn, study_pk, dataset)
+        self._record(conn, outcome.value, Level.IMAGE, sop_uid, {
+            "study": study_uid, "series": series_uid, "source": source,
+            "calling_ae_title": calling_ae_title,
+        })
+        return AddResult(outcome, obsolete)
+
+    def _upsert_patient(self, conn: Connection, dataset: Dataset, charset: str,
+                        now: datetime) -> int:
+        values = level_values(dataset, Level.PATIENT)
+        self._insert_ignore(conn, patients, {
+            **values, "specific_character_set": charset, "created_at": now,
+        })
+        return int(conn.execute(
+            select(patients.c.id).where(
+                patients.c.patient_id == values["patient_id"],
+                patients.c.issuer_of_patient_id == values["issuer_of_patient_id"],
+            )
+        ).scalar_one())
+
+    @staticmethod
+    def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+
+    @staticmethod
+    def _count(conn: Connection, patient_pk: int, study_pk: int, series_pk: int, delta: int,
+               study_changed: bool, series_changed: bool) -> None:
+        s, p = int(series_changed) * delta, int(study_changed) * delta
+        conn.execute(update(series).where(series.c.id == series_pk).values(
+            number_of_series_related_instances=series.c.number_of_series_related_instances + delta
+        ))
+        conn.execute(update(studies).where(studies.c.id == study_pk).values(
+            number_of_study_related_instances=studies.c.number_of_study_related_instances + delta,
+            number_of_study_related_series=studies.c.number_of_study_related_series + s,
+        ))
+        conn.execute(update(patients).where(patients.c.id == patient_pk).values(
+            number_of_patient_related_instances=(
+                patients.c.number_of_patient_related_instances + delta),
+            number_of_patient_related_series=patients.c.number_of_patient_related_series + s,
+            number_of_patient_related_studies=patients.c.number_of_patient_related_studies + p,
+        ))
+
+    @staticmethod
+    def _extend_study_lists(conn: Connection, study_pk: int, dataset: Dataset) -> None:
+        """Add this instance's Modality and SOP Class to the study's lists if they are new."""
+        current_modalities, current_classes = conn.execute(
+            select(studies.c.modalities_in_study, studies.c.sop_classes_in_study)
+            .where(studies.c.id == study_pk)
+        ).one()
+        modalities = set(filter(None, current_modalities.split("\\")))
+        classes = set(filter(None, current_classes.split("\\")))
+        modality = str(dataset.get("Modality", "") or "").strip()
+        sop_class = str(dataset.SOPClassUID)
+        if (not modality or modality in modalities) and sop_class in classes:
+            return
+        modalities.update(filter(None, [modality]))
+        classes.add(sop_class)
+        conn.execute(update(studies).where(studies.c.id == study_pk).values(
+            modalities_in_study="\\".join(sorted(modalities)),
+            sop_classes_in_study="\\".join(sorted(classes)),
+        ))
+
+    @staticmethod
+    def _refresh_study_lists(conn: Connection, study_pk: int) -> None:
+        """Recompute ModalitiesInStudy and SOPClassesInStudy from the study's rows."""
+        modalities = conn.execute(
+            select(series.c.modality).where(series.c.study_fk == study_pk, series.c.modality != "")
+            .distinct().order_by(series.c.modality)
+        ).scalars().all()
+        classes = conn.execute(
+            select(instances.c.sop_class_uid)
+            .join(series, instances.c.series_fk == series.c.id)
+            .where(series.c.study_fk == study_pk)
+            .distinct().order_by(instances.c.sop_class_uid)
+        ).scalars().all()
+        conn.execute(update(studies).where(studies.c.id == study_pk).values(
+            modalities_in_study="\\".join(modalities),
+            sop_classes_in_study="\\".join(classes),
+        ))
+
+    def _remove(self, conn: Connection, stored: StoredInstance) -> None:
+        series_pk, study_pk, patient_pk = conn.execute(
+            select(series.c.id, studies.c.id, studies.c.patient_fk)
+            .join(studies, series.c.study_fk == studies.c.id)
+            .where(series.c.series_instance_uid == stored.series_instance_uid)
+        ).one()
+        conn.execute(delete(attachments).where(attachments.c.instance_fk == stored.instance_pk))
+        conn.execute(delete(instances).where(instances.c.id == stored.instance_pk))
+        left_in_series = conn.execute(
+            select(func.count()).select_from(instances).where(instances.c.series_fk == series_pk)
+        ).scalar_one()
+        left_in_study = conn.execute(
+            select(func.count()).select_from(series).where(series.c.study_fk == study_pk)
+        ).scalar_one() - (0 if left_in_series else 1)
+        self._count(conn, patient_pk, study_pk, series_pk, -1, left_in_study == 0,
+                    left_in_series == 0)
+        if not left_in_series:
+            conn.execute(delete(series).where(series.c.id == series_pk))
+        if left_in_study == 0:
+            conn.execute(delete(studies).where(studies.c.id == study_pk))
+            studies_left = conn.execute(
+                select(func.count()).select_from(studies).where(studies.c.patient_fk == patient_pk)
+            ).scalar_one()
+            if not studies_left:
+                conn.execute(delete(patients).where(patients.c.id == patient_pk))
+        else:
+            self._refresh_study_lists(conn, study_pk)
+
+    @staticmethod
+    def _record(conn: Connection, change_type: str, level: Level, uid: str,
+                details: dict[str, Any]) -> None:
+        conn.execute(changes.insert().values(
+            change_type=change_type, level=level.value, uid=uid, details=details,
+            occurred_at=_now(),
+        ))

@@ -1,0 +1,152 @@
+"""Tables of the index (SQLAlchemy Core).  Alembic migrations create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from dicomhub.index.attributes import INTEGER_VRS, IndexedAttribute, Level, attributes_of
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Autoincrementing 64-bit keys on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+_STRING_LENGTHS = {"PN": 400, "UI": 64, "DA": 8, "TM": 16, "CS": 16, "AS": 4, "DS": 16}
+_MULTI_VALUED = {"ModalitiesInStudy", "SOPClassesInStudy", "ImageType", "OtherPatientIDs"}
+
+
+def _column(attr: IndexedAttribute) -> Column[object]:
+    if attr.vr in INTEGER_VRS:
+        return Column(attr.column, Integer, nullable=True)
+    if attr.keyword in _MULTI_VALUED or attr.vr in {"LT", "ST", "UT"}:
+        return Column(attr.column, Text, nullable=False, server_default="")
+    return Column(attr.column, String(_STRING_LENGTHS.get(attr.vr, 64)), nullable=False,
+                  server_default="")
+
+
+def _level_columns(level: Level, unique: str) -> list[Column[object]]:
+    columns = []
+    for attr in attributes_of(level):
+        col = _column(attr)
+        if attr.computed and attr.vr == "IS":
+            col = Column(attr.column, Integer, nullable=False, server_default="0")
+        if attr.column == unique:
+            col = Column(attr.column, String(64), nullable=False, unique=True)
+        columns.append(col)
+    return columns
+
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    *[
+        c
+        for c in _level_columns(Level.PATIENT, unique="")
+        if c.name not in {"patient_id", "issuer_of_patient_id"}
+    ],
+    Column("patient_id", String(64), nullable=False, server_default=""),
+    Column("issuer_of_patient_id", String(64), nullable=False, server_default=""),
+    Column("specific_character_set", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patients_identity"),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("patient_fk", BigId, ForeignKey("patients.id"), nullable=False, index=True),
+    *_level_columns(Level.STUDY, unique="study_instance_uid"),
+    Column("specific_character_set", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_studies_study_date", "study_date"),
+    Index("ix_studies_accession_number", "accession_number"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("study_fk", BigId, ForeignKey("studies.id"), nullable=False, index=True),
+    *_level_columns(Level.SERIES, unique="series_instance_uid"),
+    Column("specific_character_set", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("series_fk", BigId, ForeignKey("series.id"), nullable=False, index=True),
+    *_level_columns(Level.IMAGE, unique="sop_instance_uid"),
+    Column("specific_character_set", String(200), nullable=False, server_default=""),
+    Column("header", JSON, nullable=False),
+    Column("calling_ae_title", String(16), nullable=False, server_default=""),
+    Column("source", String(32), nullable=False, server_default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("instance_fk", BigId, ForeignKey("instances.id"), nullable=False, unique=True),
+    Column("blob_key", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("change_type", String(32), nullable=False),
+    Column("level", String(16), nullable=False, server_default=""),
+    Column("uid", String(64), nullable=False, server_default=""),
+    Column("details", JSON, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_changes_uid", "uid"),
+)
+
+peers = Table(
+    "peers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("ae_title", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("services", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+LEVEL_TABLES: dict[Level, Table] = {
+    Level.PATIENT: patients,
+    Level.STUDY: studies,
+    Level.SERIES: series,
+    Level.IMAGE: instances,
+}

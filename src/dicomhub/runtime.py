@@ -1,0 +1,63 @@
+"""Builds the long-lived objects once at start-up from the settings.
+
+The index, blob store, ingest path and access policy are created here and handed to whatever
+needs them (the DICOM acceptor, the CLI commands); nothing else constructs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from dicomhub.config import Settings
+from dicomhub.dicom.peers import AccessPolicy
+from dicomhub.index import migrate
+from dicomhub.index.engine import IndexDatabase
+from dicomhub.index.peers import PeerRepository
+from dicomhub.index.query import FindService
+from dicomhub.index.repository import IndexRepository
+from dicomhub.ingest import Ingest
+from dicomhub.storage.filesystem import FilesystemBlobStore
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running dicomhub shares."""
+
+    settings: Settings
+    db: IndexDatabase
+    repository: IndexRepository
+    peers: PeerRepository
+    blobs: FilesystemBlobStore
+    ingest: Ingest
+    access: AccessPolicy
+    finder: FindService
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+
+def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    """Create the data folder, open the index (upgrading its schema) and the blob store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = IndexDatabase(settings.effective_database_url)
+    if migrate_schema and not migrate.is_current(db):
+        LOG.info("upgrading index schema to %s", migrate.head_revision(db))
+        migrate.upgrade(db)
+    repository = IndexRepository(db)
+    peers = PeerRepository(db)
+    blobs = FilesystemBlobStore(settings.effective_storage_dir)
+    return Runtime(
+        settings=settings,
+        db=db,
+        repository=repository,
+        peers=peers,
+        blobs=blobs,
+        ingest=Ingest(repository, blobs, settings.duplicate_policy),
+        access=AccessPolicy(settings, peers),
+        finder=FindService(db, ae_title=settings.ae_title,
+                           case_insensitive_pn=settings.case_insensitive_pn),
+    )

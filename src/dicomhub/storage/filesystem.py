@@ -1,0 +1,238 @@
+"""Filesystem blob store: temp file, fsync, rename, directory fsync (ARCHITECTURE 1.2-1.3).
+
+Blobs live at ``root/ab/cd/<key>`` where ``key`` is a random UUID chosen here, never a name
+that arrived over the wire.  Files are first written in ``root/.staging`` (same filesystem, so
+the final ``rename`` is atomic) and only become visible under their key once their content is
+on stable storage; the directory entry is made durable by an fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dicomhub.errors import OutOfResources
+from dicomhub.storage.base import CHUNK_SIZE, BlobInfo, DualHasher, hash_stream
+
+LOG = logging.getLogger(__name__)
+STAGING = ".staging"
+_RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd`` (the single write primitive of the store)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _resource_error(exc: OSError, what: str) -> OutOfResources:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return OutOfResources(f"storage {what} failed: {reason}")
+
+
+class StagingWriter:
+    """A buffered, unnamed-to-the-peer file in the staging area that a receiver writes into.
+
+    A write failure (disk full) is remembered instead of raised, so the receiver can finish
+    reading the message and answer with a precise status; ``finish`` raises it.
+    """
+
+    BUFFER = 256 * 1024
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self._buffer = bytearray()
+        self.error: OSError | None = None
+        self.size = 0
+
+    @property
+    def file(self) -> StagingWriter:
+        """Compatibility with ``NamedTemporaryFile().file``."""
+        return self
+
+    def write(self, data: bytes) -> int:
+        """Buffer ``data``; spill to disk when the buffer is full."""
+        if self.error is None:
+            self._buffer += data
+            self.size += len(data)
+            if len(self._buffer) >= self.BUFFER:
+                self._spill()
+        return len(data)
+
+    def flush(self) -> None:
+        """Buffered on purpose: data reaches the file at ``finish``/full buffer only."""
+
+    def _spill(self) -> None:
+        if self._fd is None or self.error is not None:
+            return
+        try:
+            _write_all(self._fd, self._buffer)
+        except OSError as exc:
+            self.error = exc
+            LOG.warning("writing staging file %s failed: %s", self.path.name, exc)
+        self._buffer.clear()
+
+    def finish(self) -> None:
+        """Write what is buffered and close; raise ``OutOfResources`` if any write failed."""
+        self._spill()
+        self.close()
+        if self.error is not None:
+            raise _resource_error(self.error, "write")
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        """Close and remove the staging file."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+class FilesystemBlobStore:
+    """Blob store on a local (or mounted) filesystem."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root.absolute()
+        self.staging = self.root / STAGING
+        self.fsync = fsync
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    # Receiving --------------------------------------------------------------------------
+
+    def new_staging_file(self, suffix: str = ".part") -> StagingWriter:
+        """Open a new staging file for a receiver to stream into."""
+        return StagingWriter(self.staging / f"{uuid.uuid4().hex}{suffix}")
+
+    def path_for(self, key: str) -> Path:
+        """Where the blob ``key`` lives."""
+        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a blob key: {key!r}")
+        return self.root / key[:2] / key[2:4] / key
+
+    def put_file(self, path: Path, *, dataset_offset: int, take: bool) -> BlobInfo:
+        """Make ``path``'s content a durable blob (see ``BlobStore.put_file``).
+
+        A staging file of this store is moved into place; anything else is copied (and the
+        source removed afterwards when ``take``).  Nothing is left behind on failure.
+        """
+        key = uuid.uuid4().hex
+        final = self.path_for(key)
+        in_staging = take and path.parent.resolve() == self.staging.resolve()
+        staged = path if in_staging else self.staging / f"{key}.copy"
+        try:
+            if in_staging:
+                with path.open("rb") as src:
+                    hasher = hash_stream(src, dataset_offset)
+                    if self.fsync:
+                        os.fsync(src.fileno())
+            else:
+                hasher = self._copy_into(path, staged, dataset_offset)
+            self._make_dirs(final.parent)
+            os.rename(staged, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            if exc.errno in _RESOURCE_ERRNOS:
+                raise _resource_error(exc, "write") from exc
+            raise
+        if take and not in_staging:
+            path.unlink(missing_ok=True)
+        return hasher.info(key)
+
+    def _copy_into(self, source: Path, staged: Path, offset: int) -> DualHasher:
+        hasher = DualHasher(offset)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            with source.open("rb") as src:
+                while chunk := src.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+                    _write_all(fd, chunk)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return hasher
+
+    def _make_dirs(self, directory: Path) -> None:
+        if directory.is_dir():
+            return
+        created: list[Path] = []
+        for part in (directory.parent, directory):
+            if not part.is_dir():
+                part.mkdir(exist_ok=True)
+                created.append(part)
+        if self.fsync:
+            for part in created:
+                _fsync_dir(part.parent)
+
+    # Reading and housekeeping -----------------------------------------------------------
+
+    def open(self, key: str) -> BinaryIO:
+        """Open a blob for reading."""
+        return self.path_for(key).open("rb")
+
+    def delete(self, key: str) -> None:
+        """Remove a blob and make the removal durable."""
+        path = self.path_for(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        if self.fsync:
+            _fsync_dir(path.parent)
+
+    def exists(self, key: str) -> bool:
+        """Whether the blob file is present."""
+        return self.path_for(key).is_file()
+
+    def keys(self) -> Iterator[str]:
+        """Every key under the root (staging excluded)."""
+        for first in sorted(self.root.iterdir()):
+            if first.name == STAGING or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if second.is_dir():
+                    for blob in sorted(second.iterdir()):
+                        yield blob.name
+
+    def sha256(self, key: str) -> str:
+        """Re-compute a blob's SHA-256 from disk."""
+        with self.open(key) as stream:
+            return hash_stream(stream, 0).whole.hexdigest()
+
+    def clean_staging(self, older_than: float = 3600.0) -> int:
+        """Remove staging files left by interrupted transfers; returns how many."""
+        removed = 0
+        limit = time.time() - older_than
+        for entry in self.staging.iterdir():
+            try:
+                if entry.stat().st_mtime < limit:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            LOG.info("removed %d stale staging files", removed)
+        return removed

@@ -1,0 +1,53 @@
+"""In-memory twin of the filesystem blob store, for unit tests of code above the store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dicomhub.storage.base import BlobInfo, DualHasher
+
+
+class MemoryBlobStore:
+    """Keeps blobs in a dict; same contract as ``FilesystemBlobStore`` minus durability."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put_file(self, path: Path, *, dataset_offset: int, take: bool) -> BlobInfo:
+        """Read ``path`` into memory (and remove it when ``take``)."""
+        data = path.read_bytes()
+        if take:
+            path.unlink()
+        key = uuid.uuid4().hex
+        self.blobs[key] = data
+        hasher = DualHasher(dataset_offset)
+        hasher.update(data)
+        return hasher.info(key)
+
+    def open(self, key: str) -> BinaryIO:
+        """A read-only stream of the blob."""
+        try:
+            return io.BytesIO(self.blobs[key])
+        except KeyError:
+            raise FileNotFoundError(key) from None
+
+    def delete(self, key: str) -> None:
+        """Forget a blob."""
+        self.blobs.pop(key, None)
+
+    def exists(self, key: str) -> bool:
+        """Whether the blob is held."""
+        return key in self.blobs
+
+    def keys(self) -> Iterator[str]:
+        """All held keys."""
+        return iter(list(self.blobs))
+
+    def sha256(self, key: str) -> str:
+        """Checksum of a held blob."""
+        return hashlib.sha256(self.blobs[key]).hexdigest()
