@@ -49,8 +49,7 @@ STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
 
 REGISTRY: tuple[SOPClassSupport, ...] = (
     SOPClassSupport(VERIFICATION, VERIFICATION.name, Service.VERIFICATION, "SCP", UNCOMPRESSED),
-    SOPClassSupport(PATIENT_ROOT_FIND, PATIENT_ROOT_FIND.name, Service.QUERY, "SCP",
-                    UNCOMPRESSED),
+    SOPClassSupport(PATIENT_ROOT_FIND, PATIENT_ROOT_FIND.name, Service.QUERY, "SCP", UNCOMPRESSED),
     SOPClassSupport(STUDY_ROOT_FIND, STUDY_ROOT_FIND.name, Service.QUERY, "SCP", UNCOMPRESSED),
     *_storage_classes(),
 )
@@ -82,26 +81,48 @@ def render_conformance() -> str:
         "|---|---|---|---|---|",
     ]
     for entry in REGISTRY:
-        syntaxes = ("all listed below" if entry.transfer_syntaxes == ALL_TRANSFER_SYNTAXES
-                    else ", ".join(t.name for t in entry.transfer_syntaxes))
-        lines.append(f"| {entry.service.value} | {entry.name} | {entry.uid} | {entry.role} | "
-                     f"{syntaxes} |")
-    lines += ["", "## Transfer syntaxes accepted for storage", "",
-              "Objects are stored bit for bit in the transfer syntax they arrive in.", "",
-              "| Transfer syntax | UID |", "|---|---|"]
+        syntaxes = (
+            "all listed below"
+            if entry.transfer_syntaxes == ALL_TRANSFER_SYNTAXES
+            else ", ".join(t.name for t in entry.transfer_syntaxes)
+        )
+        lines.append(
+            f"| {entry.service.value} | {entry.name} | {entry.uid} | {entry.role} | {syntaxes} |"
+        )
+    lines += [
+        "",
+        "## Transfer syntaxes accepted for storage",
+        "",
+        "Objects are stored bit for bit in the transfer syntax they arrive in.",
+        "",
+        "| Transfer syntax | UID |",
+        "|---|---|",
+    ]
     lines += [f"| {t.name} | {t} |" for t in ALL_TRANSFER_SYNTAXES]
-    lines += ["", "## Failure statuses", "",
-              "Each failure carries an ErrorComment (0000,0902) with the reason.", "",
-              "| Condition | DIMSE status | HTTP status |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Failure statuses",
+        "",
+        "Each failure carries an ErrorComment (0000,0902) with the reason.",
+        "",
+        "| Condition | DIMSE status | HTTP status |",
+        "|---|---|---|",
+    ]
     for outcome in OUTCOMES:
         doc = (outcome.__doc__ or "").strip().splitlines()[0]
-        lines.append(f"| {doc} | 0x{outcome.dimse_status:04X} ({outcome.summary}) | "
-                     f"{outcome.http_status} |")
-    lines += ["", "## C-FIND", "",
-              "Patient Root (PATIENT, STUDY, SERIES, IMAGE) and Study Root (STUDY, SERIES, IMAGE)."
-              " Matching per PS3.4 C.2.2.2: single value, universal, wildcard (`*`, `?`), "
-              "DA/TM/DT ranges (open and closed), lists of UIDs. Person names match without "
-              "regard to case unless `case_insensitive_pn = false`. Every requested key is "
-              "returned: from the index, else from the stored header, else empty. Responses are "
-              "encoded in the character set the matched objects were stored with.", ""]
+        lines.append(
+            f"| {doc} | 0x{outcome.dimse_status:04X} ({outcome.summary}) | {outcome.http_status} |"
+        )
+    lines += [
+        "",
+        "## C-FIND",
+        "",
+        "Patient Root (PATIENT, STUDY, SERIES, IMAGE) and Study Root (STUDY, SERIES, IMAGE)."
+        " Matching per PS3.4 C.2.2.2: single value, universal, wildcard (`*`, `?`), "
+        "DA/TM/DT ranges (open and closed), lists of UIDs. Person names match without "
+        "regard to case unless `case_insensitive_pn = false`. Every requested key is "
+        "returned: from the index, else from the stored header, else empty. Responses are "
+        "encoded in the character set the matched objects were stored with.",
+        "",
+    ]
     return "\n".join(lines)

@@ -23,8 +23,21 @@ from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, Inval
 
 UID_PATTERN = re.compile(r"^(0|[0-9]+)(\.(0|[0-9]+))*$")
 BULK_THRESHOLD = 1024
-_LONG_LENGTH_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR",
-                    b"SV", b"UV"}
+_LONG_LENGTH_VRS = {
+    b"OB",
+    b"OW",
+    b"OF",
+    b"OD",
+    b"OL",
+    b"OV",
+    b"SQ",
+    b"UT",
+    b"UN",
+    b"UC",
+    b"UR",
+    b"SV",
+    b"UV",
+}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _MAX_DEPTH = 32
@@ -113,8 +126,9 @@ def _read_header(fp: BinaryIO, endian: str, implicit: bool) -> tuple[int, bytes,
     return tag, vr, length, 8
 
 
-def _walk(fp: BinaryIO, size: int, endian: str, implicit: bool, until: int | None,
-          depth: int) -> int:
+def _walk(
+    fp: BinaryIO, size: int, endian: str, implicit: bool, until: int | None, depth: int
+) -> int:
     """Skip elements until ``until`` (a delimiter tag) or end of file; return the position."""
     if depth > _MAX_DEPTH:
         raise CannotUnderstand("sequences nested too deeply")
@@ -147,6 +161,7 @@ def header_json(dataset: Dataset) -> dict[str, Any]:
 
     Raises ``CannotUnderstand`` naming the first element whose value cannot be decoded.
     """
+
     def bulk(element: Any) -> str:
         return f"bulkdata/{element.tag:08X}"
 
@@ -164,21 +179,23 @@ def header_json(dataset: Dataset) -> dict[str, Any]:
         raise
 
 
-def check_identity(dataset: Dataset, expected_class: str | None = None,
-                   expected_instance: str | None = None) -> None:
+def check_identity(
+    dataset: Dataset, expected_class: str | None = None, expected_instance: str | None = None
+) -> None:
     """Check the UIDs the index needs are present and valid, and match the command's."""
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         value = dataset.get(keyword)
         if value is None or str(value) == "":
             raise InvalidInstanceIdentity(f"{keyword} is missing")
         if not is_valid_uid(str(value)):
-            raise InvalidInstanceIdentity(f"{keyword} {str(value)[:70]!r} is not a valid UID")
+            raise InvalidInstanceIdentity(f"{keyword} is not a valid UID: {str(value)[:70]!r}")
     if expected_class is not None and str(dataset.SOPClassUID) != expected_class:
         raise DataSetDoesNotMatchSOPClass(
-            f"data set SOPClassUID {dataset.SOPClassUID} differs from the command's {expected_class}"
+            f"SOPClassUID differs from the command: data set {dataset.SOPClassUID}, "
+            f"command {expected_class}"
         )
     if expected_instance is not None and str(dataset.SOPInstanceUID) != expected_instance:
         raise InvalidInstanceIdentity(
-            f"data set SOPInstanceUID {dataset.SOPInstanceUID} differs from the command's "
-            f"{expected_instance}"
+            f"SOPInstanceUID differs from the command: data set {dataset.SOPInstanceUID}, "
+            f"command {expected_instance}"
         )

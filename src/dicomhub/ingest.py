@@ -63,8 +63,12 @@ class StoreResult:
 class Ingest:
     """The one ingest path, with its dependencies built once at start-up."""
 
-    def __init__(self, repository: IndexRepository, blobs: BlobStore,
-                 duplicate_policy: DuplicatePolicy = "reject") -> None:
+    def __init__(
+        self,
+        repository: IndexRepository,
+        blobs: BlobStore,
+        duplicate_policy: DuplicatePolicy = "reject",
+    ) -> None:
         self.repository = repository
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
@@ -85,9 +89,14 @@ class Ingest:
         sop_uid = str(dataset.SOPInstanceUID)
 
         def result(status: StoreStatus) -> StoreResult:
-            return StoreResult(status, str(dataset.SOPClassUID), sop_uid,
-                               str(dataset.StudyInstanceUID), parsed.transfer_syntax_uid,
-                               parsed.file_size)
+            return StoreResult(
+                status,
+                str(dataset.SOPClassUID),
+                sop_uid,
+                str(dataset.StudyInstanceUID),
+                parsed.transfer_syntax_uid,
+                parsed.file_size,
+            )
 
         existing = self.repository.get_instance(sop_uid)
         if existing is not None:
@@ -96,15 +105,18 @@ class Ingest:
             if content == existing.content_sha256:
                 return result(StoreStatus.DUPLICATE)
             if self.duplicate_policy == "reject":
-                raise DuplicateSOPInstance(
-                    f"SOP instance {sop_uid} is already stored with different content"
-                )
+                raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
 
-        blob = self.blobs.put_file(request.path, dataset_offset=parsed.dataset_offset,
-                                   take=request.take)
+        blob = self.blobs.put_file(
+            request.path, dataset_offset=parsed.dataset_offset, take=request.take
+        )
         try:
             added = self.repository.add_instance(
-                dataset, header, blob, parsed.transfer_syntax_uid, source=request.source,
+                dataset,
+                header,
+                blob,
+                parsed.transfer_syntax_uid,
+                source=request.source,
                 calling_ae_title=request.calling_ae_title,
                 replace=self.duplicate_policy == "replace",
             )
@@ -121,7 +133,11 @@ class Ingest:
             return result(StoreStatus.DUPLICATE)
         if added.obsolete_blob_key:
             self.blobs.delete(added.obsolete_blob_key)
-            LOG.warning("SOP instance %s replaced by a copy with different content (from %s %s)",
-                        sop_uid, request.source, request.calling_ae_title or "-")
+            LOG.warning(
+                "SOP instance %s replaced by a copy with different content (from %s %s)",
+                sop_uid,
+                request.source,
+                request.calling_ae_title or "-",
+            )
             return result(StoreStatus.REPLACED)
         return result(StoreStatus.STORED)

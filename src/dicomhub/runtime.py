@@ -58,6 +58,7 @@ def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         blobs=blobs,
         ingest=Ingest(repository, blobs, settings.duplicate_policy),
         access=AccessPolicy(settings, peers),
-        finder=FindService(db, ae_title=settings.ae_title,
-                           case_insensitive_pn=settings.case_insensitive_pn),
+        finder=FindService(
+            db, ae_title=settings.ae_title, case_insensitive_pn=settings.case_insensitive_pn
+        ),
     )

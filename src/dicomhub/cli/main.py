@@ -13,10 +13,18 @@ from rich.console import Console
 
 from dicomhub import __version__
 from dicomhub.cli.logs import setup_logging
-from dicomhub.config import ConfigError, PeerConfig, Service, Settings, load_settings, render_settings
+from dicomhub.config import (
+    ConfigError,
+    PeerConfig,
+    Service,
+    Settings,
+    load_settings,
+    render_settings,
+)
 
-app = typer.Typer(help="dicomhub: a light-weight DICOM server.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="dicomhub: a light-weight DICOM server.", no_args_is_help=True, add_completion=False
+)
 db_app = typer.Typer(help="Index database maintenance.", no_args_is_help=True)
 peers_app = typer.Typer(help="Peers (remote AEs) stored in the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -26,15 +34,21 @@ LOG = logging.getLogger("dicomhub")
 _state: dict[str, Path | None] = {"config": None}
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML configuration file (or DICOMHUB_CONFIG).",
-                 envvar="DICOMHUB_CONFIG", show_envvar=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML configuration file (or DICOMHUB_CONFIG).",
+        envvar="DICOMHUB_CONFIG",
+        show_envvar=False,
+    ),
 ]
 
 
 @app.callback()
-def _main(config: ConfigOption = None,
-          version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
-          ) -> None:
+def _main(
+    config: ConfigOption = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
     if version:
         typer.echo(__version__)
         raise typer.Exit()
@@ -57,8 +71,9 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
     try:
         return open_runtime(settings)
     except Exception as exc:
-        typer.echo(f"error: cannot open the index at {settings.effective_database_url}: {exc}",
-                   err=True)
+        typer.echo(
+            f"error: cannot open the index at {settings.effective_database_url}: {exc}", err=True
+        )
         raise typer.Exit(2) from exc
 
 
@@ -73,11 +88,16 @@ def serve() -> None:
     try:
         server.start()
     except OSError as exc:
-        typer.echo(f"error: cannot listen on {settings.bind}:{settings.dicom_port}: {exc}",
-                   err=True)
+        typer.echo(
+            f"error: cannot listen on {settings.bind}:{settings.dicom_port}: {exc}", err=True
+        )
         raise typer.Exit(2) from exc
-    LOG.info("dicomhub %s serving; data in %s, index %s", __version__,
-             settings.data_dir.absolute(), _display_url(settings))
+    LOG.info(
+        "dicomhub %s serving; data in %s, index %s",
+        __version__,
+        settings.data_dir.absolute(),
+        _display_url(settings),
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -88,8 +108,9 @@ def serve() -> None:
 
 
 @app.command("import")
-def import_(paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")]
-            ) -> None:
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+) -> None:
     """Import DICOM files through the ingest path and print what happened to each."""
     from dicomhub.cli.importer import import_paths, print_summary
 
@@ -151,8 +172,9 @@ def db_upgrade() -> None:
     try:
         before = migrate.current_revision(db)
         migrate.upgrade(db)
-        typer.echo(f"index {_display_url(settings)}: {before or 'empty'} -> "
-                   f"{migrate.current_revision(db)}")
+        typer.echo(
+            f"index {_display_url(settings)}: {before or 'empty'} -> {migrate.current_revision(db)}"
+        )
     finally:
         db.dispose()
 
@@ -166,8 +188,9 @@ def db_current() -> None:
     settings = _settings()
     db = IndexDatabase(settings.effective_database_url)
     try:
-        typer.echo(f"{migrate.current_revision(db) or 'empty'} "
-                   f"(newest: {migrate.head_revision(db)})")
+        typer.echo(
+            f"{migrate.current_revision(db) or 'empty'} (newest: {migrate.head_revision(db)})"
+        )
     finally:
         db.dispose()
 
@@ -189,13 +212,17 @@ def peers_list() -> None:
 
 @peers_app.command("add")
 def peers_add(
-    name: str, ae_title: str, host: str, port: int,
+    name: str,
+    ae_title: str,
+    host: str,
+    port: int,
     services: Annotated[list[Service] | None, typer.Option("--service", "-s")] = None,
 ) -> None:
     """Declare (or replace) a run-time peer."""
     try:
-        peer = PeerConfig(ae_title=ae_title, host=host, port=port,
-                          services=services or list(Service))
+        peer = PeerConfig(
+            ae_title=ae_title, host=host, port=port, services=services or list(Service)
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

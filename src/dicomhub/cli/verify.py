@@ -31,8 +31,9 @@ def verify(repository: IndexRepository, blobs: BlobStore, console: Console) -> V
     report = VerifyReport()
     known: set[str] = set()
     total = repository.count_instances()
-    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
         task = progress.add_task("verify", total=total)
         for stored in repository.iter_instances():
             known.add(stored.blob_key)
@@ -42,15 +43,20 @@ def verify(repository: IndexRepository, blobs: BlobStore, console: Console) -> V
             elif blobs.sha256(stored.blob_key) != stored.sha256:
                 report.corrupt.append(f"{stored.sop_instance_uid} (blob {stored.blob_key})")
             progress.advance(task)
-    report.orphaned = [key for key in blobs.keys() if key not in known]
+    report.orphaned = [key for key in blobs.all_keys() if key not in known]
     return report
 
 
 def print_report(report: VerifyReport, console: Console) -> None:
     """Human summary of a verification."""
-    console.print(f"verified {report.checked} instances: {len(report.missing)} missing, "
-                  f"{len(report.corrupt)} corrupt, {len(report.orphaned)} orphaned files")
-    for label, items in (("missing", report.missing), ("corrupt", report.corrupt),
-                         ("orphaned", report.orphaned)):
+    console.print(
+        f"verified {report.checked} instances: {len(report.missing)} missing, "
+        f"{len(report.corrupt)} corrupt, {len(report.orphaned)} orphaned files"
+    )
+    for label, items in (
+        ("missing", report.missing),
+        ("corrupt", report.corrupt),
+        ("orphaned", report.orphaned),
+    ):
         for item in items:
             console.print(f"  {label}: {item}", markup=False, highlight=False)

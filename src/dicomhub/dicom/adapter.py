@@ -9,7 +9,9 @@ Services never see pynetdicom objects, so the engine can be replaced without tou
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,28 +69,31 @@ def install_streaming(blobs: FilesystemBlobStore) -> None:
     """Make pynetdicom write received C-STORE data sets straight into ``blobs``' staging."""
     _staging.append(blobs)
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = _staging_file  # type: ignore[attr-defined]
+    dimse_messages.NamedTemporaryFile = _staging_file  # type: ignore[assignment,attr-defined]
 
 
 # Association gate ---------------------------------------------------------------------------
 
-_original_negotiate: Callable[[ACSE], None] = ACSE._negotiate_as_acceptor  # type: ignore[attr-defined]
+_original_negotiate: Callable[[ACSE], None] = ACSE._negotiate_as_acceptor
 
 
 def _gated_negotiate(acse: ACSE) -> None:
     assoc = acse.assoc
     gate = getattr(assoc.ae, "dicomhub_gate", None)
     if gate is not None:
-        request = acse.requestor.primitive
+        request: Any = acse.requestor.primitive
         info = AssociationInfo(
-            str(request.calling_ae_title).strip(), str(request.called_ae_title).strip(),
-            assoc.requestor.address, assoc.requestor.port,
+            str(request.calling_ae_title).strip(),
+            str(request.called_ae_title).strip(),
+            assoc.requestor.address,
+            assoc.requestor.port,
         )
         active = sum(1 for a in assoc.ae.active_associations if a.is_acceptor) - 1
         refusal: Refusal | None = gate(info, active)
         if refusal is not None:
-            LOG.warning("association from %s to %s refused: %s", info, info.called_ae_title,
-                        refusal.reason)
+            LOG.warning(
+                "association from %s to %s refused: %s", info, info.called_ae_title, refusal.reason
+            )
             acse.requestor.ae_title = request.calling_ae_title
             acse.send_reject(refusal.result, refusal.source, refusal.diagnostic)
             evt.trigger(assoc, evt.EVT_REJECTED, {})
@@ -97,15 +102,38 @@ def _gated_negotiate(acse: ACSE) -> None:
     _original_negotiate(acse)
 
 
-ACSE._negotiate_as_acceptor = _gated_negotiate  # type: ignore[method-assign]
+ACSE._negotiate_as_acceptor = _gated_negotiate  # type: ignore[method-assign,assignment]
 
 
 def association_info(assoc: Any) -> AssociationInfo:
     """Engine-independent description of a pynetdicom association."""
     return AssociationInfo(
-        str(assoc.requestor.ae_title).strip(), str(assoc.acceptor.ae_title).strip(),
-        str(assoc.requestor.address), int(assoc.requestor.port),
+        str(assoc.requestor.ae_title).strip(),
+        str(assoc.acceptor.ae_title).strip(),
+        str(assoc.requestor.address),
+        int(assoc.requestor.port),
     )
+
+
+def _wait_until_sent(assoc: Any, timeout: float) -> None:
+    """Pace a response stream to the network and let the peer's messages in.
+
+    pynetdicom's DUL thread sends queued PDUs before it reads the socket, so a handler that
+    queues responses faster than they leave would hide a C-CANCEL until the end and let the
+    queue grow with the result set.  Waiting until the outgoing queue has drained and any
+    incoming PDU has been read bounds both.
+    """
+    dul = assoc.dul
+    deadline = time.monotonic() + min(timeout, 5.0)
+
+    def busy() -> bool:
+        if not dul.to_provider_queue.empty() or not dul.event_queue.empty():
+            return True
+        sock = dul.socket.socket if dul.socket is not None else None
+        return sock is not None and bool(select.select([sock], [], [], 0)[0])
+
+    while assoc.is_established and time.monotonic() < deadline and busy():
+        time.sleep(0.0002)
 
 
 # Event handlers -----------------------------------------------------------------------------
@@ -118,7 +146,7 @@ class Handlers:
         self.services = services
         self.access = access
 
-    def bindings(self) -> list[tuple[Any, Callable[..., Any]]]:
+    def bindings(self) -> list[Any]:
         """The visible table of bound events."""
         return [
             (evt.EVT_CONN_OPEN, self.on_connection_open),
@@ -141,9 +169,13 @@ class Handlers:
     def on_accepted(event: Any) -> None:
         """Log the accepted association."""
         assoc = event.assoc
-        LOG.info("association accepted: %s -> %s (%d contexts accepted, %d rejected)",
-                 association_info(assoc), assoc.acceptor.ae_title,
-                 len(assoc.accepted_contexts), len(assoc.rejected_contexts))
+        LOG.info(
+            "association accepted: %s -> %s (%d contexts accepted, %d rejected)",
+            association_info(assoc),
+            assoc.acceptor.ae_title,
+            len(assoc.accepted_contexts),
+            len(assoc.rejected_contexts),
+        )
 
     @staticmethod
     def on_released(event: Any) -> None:
@@ -176,29 +208,43 @@ class Handlers:
             if not isinstance(writer, StagingWriter):
                 raise CannotUnderstand("C-STORE request without a data set")
             writer.finish()
-            result = self.services.store.store(info, StoreRequest(
-                str(request.AffectedSOPClassUID or ""), sop_instance, Path(writer.name),
-            ))
+            result = self.services.store.store(
+                info,
+                StoreRequest(
+                    str(request.AffectedSOPClassUID or ""),
+                    sop_instance,
+                    Path(writer.name),
+                ),
+            )
         except DicomhubError as exc:
-            LOG.warning("C-STORE %s from %s refused: 0x%04X %s", sop_instance, info,
-                        exc.dimse_status, exc)
+            LOG.warning(
+                "C-STORE %s from %s refused: 0x%04X %s", sop_instance, info, exc.dimse_status, exc
+            )
             return failure(exc)
         except Exception as exc:
             return failure(unexpected(exc, f"C-STORE {sop_instance} from {info}"))
         finally:
             if isinstance(writer, StagingWriter):
                 writer.discard()
-        LOG.info("C-STORE %s from %s: %s (%s, %d bytes, %s) 0x0000", sop_instance, info,
-                 result.status.value, result.sop_class_uid, result.size,
-                 result.transfer_syntax_uid)
+        LOG.info(
+            "C-STORE %s from %s: %s (%s, %d bytes, %s) 0x0000",
+            sop_instance,
+            info,
+            result.status.value,
+            result.sop_class_uid,
+            result.size,
+            result.transfer_syntax_uid,
+        )
         return 0x0000
 
     def on_c_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND: pending matches, then the final status."""
         info = association_info(event.assoc)
-        model = (InformationModel.PATIENT_ROOT
-                 if event.request.AffectedSOPClassUID == PATIENT_ROOT_FIND
-                 else InformationModel.STUDY_ROOT)
+        model = (
+            InformationModel.PATIENT_ROOT
+            if event.request.AffectedSOPClassUID == PATIENT_ROOT_FIND
+            else InformationModel.STUDY_ROOT
+        )
         matches = 0
         try:
             try:
@@ -209,12 +255,19 @@ class Handlers:
             for status, match in self.services.query.find(
                 info, identifier, model, lambda: bool(event.is_cancelled)
             ):
+                if status != PENDING:
+                    LOG.info(
+                        "C-FIND %s root, level %s, from %s: %d matches, 0x%04X",
+                        model.value,
+                        level,
+                        info,
+                        matches,
+                        status,
+                    )
+                yield status, match
                 if status == PENDING:
                     matches += 1
-                else:
-                    LOG.info("C-FIND %s root, level %s, from %s: %d matches, 0x%04X",
-                             model.value, level, info, matches, status)
-                yield status, match
+                    _wait_until_sent(event.assoc, self.access.settings.dimse_timeout)
         except DicomhubError as exc:
             LOG.warning("C-FIND from %s refused: 0x%04X %s", info, exc.dimse_status, exc)
             yield failure(exc), None

@@ -69,21 +69,38 @@ class AccessPolicy:
     def check_association(self, info: AssociationInfo, active: int) -> Refusal | None:
         """None when the association may proceed, else why not."""
         if active >= self.settings.max_associations:
-            return Refusal(f"maximum of {self.settings.max_associations} associations reached",
-                           2, 3, 2)
-        if (self.settings.effective_check_called_ae
-                and info.called_ae_title.strip() != self.settings.ae_title):
-            return Refusal(f"called AE title {info.called_ae_title.strip()!r} is not "
-                           f"{self.settings.ae_title!r}", 1, 1, 7)
+            return Refusal(
+                f"maximum of {self.settings.max_associations} associations reached", 2, 3, 2
+            )
+        if (
+            self.settings.effective_check_called_ae
+            and info.called_ae_title.strip() != self.settings.ae_title
+        ):
+            return Refusal(
+                f"called AE title {info.called_ae_title.strip()!r} is not "
+                f"{self.settings.ae_title!r}",
+                1,
+                1,
+                7,
+            )
         peer = self.peer_for(info.calling_ae_title)
         if peer is None:
             if self.settings.effective_allow_unknown_calling_ae:
                 return None
-            return Refusal(f"calling AE title {info.calling_ae_title.strip()!r} is not a "
-                           "declared peer", 1, 1, 3)
+            return Refusal(
+                f"calling AE title {info.calling_ae_title.strip()!r} is not a declared peer",
+                1,
+                1,
+                3,
+            )
         if self.settings.check_peer_host and not _same_host(peer.host, info.peer_host):
-            return Refusal(f"calling AE {peer.ae_title!r} connected from {info.peer_host}, "
-                           f"declared host is {peer.host}", 1, 1, 3)
+            return Refusal(
+                f"calling AE {peer.ae_title!r} connected from {info.peer_host}, "
+                f"declared host is {peer.host}",
+                1,
+                1,
+                3,
+            )
         return None
 
     def check_service(self, info: AssociationInfo, service: Service) -> None:

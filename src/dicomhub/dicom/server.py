@@ -53,11 +53,17 @@ class DicomServer:
         install_streaming(self.runtime.blobs)
         self.runtime.blobs.clean_staging()
         self._server = self.ae.start_server(
-            (settings.bind, settings.dicom_port), block=False,
+            (settings.bind, settings.dicom_port),
+            block=False,
             evt_handlers=self.handlers.bindings(),
         )
-        LOG.info("DICOM listener %s on %s:%d (%d presentation contexts)", settings.ae_title,
-                 settings.bind, self.port, len(self.ae.supported_contexts))
+        LOG.info(
+            "DICOM listener %s on %s:%d (%d presentation contexts)",
+            settings.ae_title,
+            settings.bind,
+            self.port,
+            len(self.ae.supported_contexts),
+        )
 
     def stop(self) -> None:
         """Stop listening and abort open associations."""

@@ -64,8 +64,8 @@ class IndexDatabase:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on normal exit, rolled back on exception."""
-        with self._write_lock, self.engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE_OPTION: True})
+        with self._write_lock, self.engine.connect() as plain:
+            conn = plain.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 

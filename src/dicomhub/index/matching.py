@@ -104,18 +104,21 @@ class Matcher:
 
     def _single(self, query: str, stored: str) -> bool:
         if self.vr in {"DA", "TM", "DT"} and "-" in query:
-            return Matcher(self.keyword, self.vr, MatchKind.RANGE,
-                           low=query.split("-", 1)[0], high=query.split("-", 1)[1]
-                           )._in_range(stored)
+            return Matcher(
+                self.keyword,
+                self.vr,
+                MatchKind.RANGE,
+                low=query.split("-", 1)[0],
+                high=query.split("-", 1)[1],
+            )._in_range(stored)
         has_wildcard = self.vr in WILDCARD_VRS and ("*" in query or "?" in query)
         if self.vr == "PN":
             query = _normalize_pn(query)
         if self.case_insensitive:
             query = query.casefold()
         regex = _wildcard_regex(query) if has_wildcard else None
-        for candidate in self._candidates(stored):
-            if self.case_insensitive:
-                candidate = candidate.casefold()
+        for raw in self._candidates(stored):
+            candidate = raw.casefold() if self.case_insensitive else raw
             if regex is not None:
                 if regex.fullmatch(candidate):
                     return True
@@ -146,25 +149,33 @@ class Matcher:
 
     # SQL, superset ---------------------------------------------------------------------
 
-    def sql(self, column: Any, *, integer: bool = False,
-            multi_valued: bool = False) -> ColumnElement[bool] | None:
+    def sql(
+        self, column: ColumnElement[Any], *, integer: bool = False, multi_valued: bool = False
+    ) -> ColumnElement[bool] | None:
         """A condition on ``column`` true for every match (None: cannot help)."""
         if self.kind is MatchKind.UNIVERSAL:
             return None
         if self.kind is MatchKind.LIST:
             if self.vr == "UI" and not multi_valued:
                 return column.in_(self.values)
-            parts = [Matcher(self.keyword, self.vr, MatchKind.SINGLE, value=v,
-                             case_insensitive=self.case_insensitive)
-                     .sql(column, integer=integer, multi_valued=multi_valued)
-                     for v in self.values]
+            parts = [
+                Matcher(
+                    self.keyword,
+                    self.vr,
+                    MatchKind.SINGLE,
+                    value=v,
+                    case_insensitive=self.case_insensitive,
+                ).sql(column, integer=integer, multi_valued=multi_valued)
+                for v in self.values
+            ]
             if any(p is None for p in parts):
                 return None
             return or_(*[p for p in parts if p is not None])
         if integer:
             if self.kind is MatchKind.SINGLE:
                 try:
-                    return column == int(self.value)  # type: ignore[no-any-return]
+                    condition: ColumnElement[bool] = column == int(self.value)
+                    return condition
                 except ValueError:
                     return None
             return None
@@ -185,10 +196,10 @@ class Matcher:
             if self.vr == "PN":
                 like = "%" + _like_pattern(_normalize_pn(self.value)).strip("%") + "%"
             op = column.ilike if self.case_insensitive else column.like
-            return op(like, escape="\\")  # type: ignore[no-any-return]
+            return op(like, escape="\\")
         if pattern is not None:
-            return column.like(pattern, escape="\\")  # type: ignore[no-any-return]
-        return column == self.value  # type: ignore[no-any-return]
+            return column.like(pattern, escape="\\")
+        return column == self.value
 
 
 def parse_matcher(keyword: str, vr: str, raw: str, *, case_insensitive_pn: bool = True) -> Matcher:
@@ -198,12 +209,11 @@ def parse_matcher(keyword: str, vr: str, raw: str, *, case_insensitive_pn: bool 
     if value == "" or (vr in WILDCARD_VRS and value.strip("*") == ""):
         return Matcher(keyword, vr, MatchKind.UNIVERSAL)
     if "\\" in value:
-        parts = [p for p in value.split("\\")]
+        parts = value.split("\\")
         return Matcher(keyword, vr, MatchKind.LIST, values=parts, case_insensitive=insensitive)
     if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT_WITH_OFFSET.match(value)):
         low, _, high = value.partition("-")
         return Matcher(keyword, vr, MatchKind.RANGE, low=low.strip(), high=high.strip())
     if vr in WILDCARD_VRS and ("*" in value or "?" in value):
-        return Matcher(keyword, vr, MatchKind.WILDCARD, value=value,
-                       case_insensitive=insensitive)
+        return Matcher(keyword, vr, MatchKind.WILDCARD, value=value, case_insensitive=insensitive)
     return Matcher(keyword, vr, MatchKind.SINGLE, value=value, case_insensitive=insensitive)

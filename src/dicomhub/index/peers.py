@@ -23,7 +23,9 @@ class PeerRepository:
             rows = conn.execute(select(peers).order_by(peers.c.name)).all()
         return {
             row.name: PeerConfig(
-                ae_title=row.ae_title, host=row.host, port=row.port,
+                ae_title=row.ae_title,
+                host=row.host,
+                port=row.port,
                 services=[Service(s) for s in row.services.split(",") if s],
             )
             for row in rows
@@ -33,11 +35,16 @@ class PeerRepository:
         """Create or replace a peer."""
         with self.db.write() as conn:
             conn.execute(delete(peers).where(peers.c.name == name))
-            conn.execute(peers.insert().values(
-                name=name, ae_title=peer.ae_title, host=peer.host, port=peer.port,
-                services=",".join(s.value for s in peer.services),
-                updated_at=datetime.now(UTC),
-            ))
+            conn.execute(
+                peers.insert().values(
+                    name=name,
+                    ae_title=peer.ae_title,
+                    host=peer.host,
+                    port=peer.port,
+                    services=",".join(s.value for s in peer.services),
+                    updated_at=datetime.now(UTC),
+                )
+            )
 
     def remove(self, name: str) -> bool:
         """Remove a peer; False when there was none."""

@@ -19,7 +19,7 @@ from sqlalchemy import Select, select
 from dicomhub.errors import IdentifierDoesNotMatchSOPClass
 from dicomhub.index.attributes import BY_KEYWORD, INTEGER_VRS, UNIQUE_KEYS, Level
 from dicomhub.index.engine import IndexDatabase
-from dicomhub.index.matching import MatchKind, Matcher, parse_matcher
+from dicomhub.index.matching import Matcher, MatchKind, parse_matcher
 from dicomhub.index.schema import LEVEL_TABLES, instances, patients, series, studies
 from dicomhub.index.values import text_value
 
@@ -42,11 +42,19 @@ class InformationModel(StrEnum):
 
 # Keys that describe the query rather than select entities.
 _CONTROL_KEYWORDS = {
-    "QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability",
-    "TimezoneOffsetFromUTC", "QueryRetrieveView",
+    "QueryRetrieveLevel",
+    "SpecificCharacterSet",
+    "RetrieveAETitle",
+    "InstanceAvailability",
+    "TimezoneOffsetFromUTC",
+    "QueryRetrieveView",
 }
-_MULTI_VALUED_COLUMNS = {"modalities_in_study", "sop_classes_in_study", "image_type",
-                         "other_patient_ids"}
+_MULTI_VALUED_COLUMNS = {
+    "modalities_in_study",
+    "sop_classes_in_study",
+    "image_type",
+    "other_patient_ids",
+}
 
 
 @dataclass
@@ -70,8 +78,9 @@ def _keys(identifier: Dataset, level: Level, case_insensitive_pn: bool) -> list[
         if vr == "SQ":
             matcher = Matcher(keyword, vr, MatchKind.UNIVERSAL)
         else:
-            matcher = parse_matcher(keyword, vr, text_value(element.value),
-                                    case_insensitive_pn=case_insensitive_pn)
+            matcher = parse_matcher(
+                keyword, vr, text_value(element.value), case_insensitive_pn=case_insensitive_pn
+            )
         attr = BY_KEYWORD.get(keyword)
         keys.append(_Key(keyword, int(element.tag), vr, matcher, attr.level if attr else None))
     return keys
@@ -95,7 +104,7 @@ def check_identifier(identifier: Dataset, model: InformationModel) -> Level:
         value = text_value(identifier.get(keyword))
         if not value or "*" in value or "?" in value:
             raise IdentifierDoesNotMatchSOPClass(
-                f"{level} query needs a value for the unique key {keyword} of the {upper} level"
+                f"{keyword} needs a value in a {level} query (unique key of {upper})"
             )
     return level
 
@@ -103,7 +112,7 @@ def check_identifier(identifier: Dataset, model: InformationModel) -> Level:
 def _select(level: Level) -> Select[Any]:
     tables = [patients, studies, series, instances][: level.depth + 1]
     query = select(*tables)
-    join = patients
+    join: Any = patients
     if level.depth >= 1:
         join = join.join(studies, studies.c.patient_fk == patients.c.id)
     if level.depth >= 2:
@@ -125,8 +134,9 @@ class Match:
 class FindService:
     """Runs C-FIND queries against the index."""
 
-    def __init__(self, db: IndexDatabase, *, ae_title: str = "",
-                 case_insensitive_pn: bool = True) -> None:
+    def __init__(
+        self, db: IndexDatabase, *, ae_title: str = "", case_insensitive_pn: bool = True
+    ) -> None:
         self.db = db
         self.ae_title = ae_title
         self.case_insensitive_pn = case_insensitive_pn
@@ -142,7 +152,8 @@ class FindService:
                 continue
             table = LEVEL_TABLES[attr.level]
             condition = key.matcher.sql(
-                table.c[attr.column], integer=attr.vr in INTEGER_VRS,
+                table.c[attr.column],
+                integer=attr.vr in INTEGER_VRS,
                 multi_valued=attr.column in _MULTI_VALUED_COLUMNS,
             )
             if condition is not None:
@@ -198,8 +209,14 @@ class FindService:
             header = conn.execute(query.order_by(instances.c.id).limit(1)).scalar()
         return dict(header or {})
 
-    def _response(self, identifier: Dataset, level: Level, keys: list[_Key],
-                  row: dict[Level, dict[str, Any]], header: dict[str, Any] | None) -> Dataset:
+    def _response(
+        self,
+        identifier: Dataset,
+        level: Level,
+        keys: list[_Key],
+        row: dict[Level, dict[str, Any]],
+        header: dict[str, Any] | None,
+    ) -> Dataset:
         response = Dataset()
         charset = row[level].get("specific_character_set") or ""
         if charset:
@@ -241,8 +258,11 @@ def _header_text(header: dict[str, Any], tag: int) -> str:
     values = []
     for item in element["Value"]:
         if isinstance(item, dict):
-            values.append("=".join(str(item.get(g, "")) for g in
-                                   ("Alphabetic", "Ideographic", "Phonetic")).rstrip("="))
+            values.append(
+                "=".join(
+                    str(item.get(g, "")) for g in ("Alphabetic", "Ideographic", "Phonetic")
+                ).rstrip("=")
+            )
         else:
             values.append(str(item))
     return "\\".join(values)
@@ -266,4 +286,3 @@ def _dictionary_vr(tag: int) -> str:
         return str(dictionary_VR(tag))
     except KeyError:
         return "UN"
-

@@ -89,7 +89,10 @@ def stored_instance_select() -> Select[Any]:
 
 
 def _to_stored(row: Row[Any]) -> StoredInstance:
-    return StoredInstance(*row)
+    (pk, sop_uid, sop_class, series_uid, study_uid, key, size, sha, content, syntax) = tuple(row)
+    return StoredInstance(
+        int(pk), sop_uid, sop_class, series_uid, study_uid, key, int(size), sha, content, syntax
+    )
 
 
 class IndexRepository:
@@ -153,8 +156,16 @@ class IndexRepository:
         for attempt in range(3):
             try:
                 with self.db.write() as conn:
-                    return self._add(conn, dataset, header, blob, transfer_syntax_uid,
-                                     source, calling_ae_title, replace)
+                    return self._add(
+                        conn,
+                        dataset,
+                        header,
+                        blob,
+                        transfer_syntax_uid,
+                        source,
+                        calling_ae_title,
+                        replace,
+                    )
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -194,9 +205,7 @@ class IndexRepository:
             if existing.content_sha256 == blob.content_sha256:
                 return AddResult(AddOutcome.DUPLICATE)
             if not replace:
-                raise DuplicateSOPInstance(
-                    f"SOP instance {sop_uid} is already stored with different content"
-                )
+                raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
             self._remove(conn, existing)
             outcome, obsolete = AddOutcome.REPLACED, existing.blob_key
 
@@ -213,10 +222,16 @@ class IndexRepository:
         new_study = study_row is None
         if study_row is None:
             patient_pk = self._upsert_patient(conn, dataset, charset, now)
-            self._insert_ignore(conn, studies, {
-                **level_values(dataset, Level.STUDY),
-                "patient_fk": patient_pk, "specific_character_set": charset, "created_at": now,
-            })
+            self._insert_ignore(
+                conn,
+                studies,
+                {
+                    **level_values(dataset, Level.STUDY),
+                    "patient_fk": patient_pk,
+                    "specific_character_set": charset,
+                    "created_at": now,
+                },
+            )
             study_row = conn.execute(
                 select(studies.c.id, studies.c.patient_fk)
                 .where(studies.c.study_instance_uid == study_uid)
@@ -229,16 +244,23 @@ class IndexRepository:
         ).scalar()
         new_series = series_pk is None
         if series_pk is None:
-            self._insert_ignore(conn, series, {
-                **level_values(dataset, Level.SERIES),
-                "study_fk": study_pk, "specific_character_set": charset, "created_at": now,
-            })
+            self._insert_ignore(
+                conn,
+                series,
+                {
+                    **level_values(dataset, Level.SERIES),
+                    "study_fk": study_pk,
+                    "specific_character_set": charset,
+                    "created_at": now,
+                },
+            )
             series_pk = conn.execute(
                 select(series.c.id).where(series.c.series_instance_uid == series_uid)
             ).scalar_one()
 
         instance_pk = conn.execute(
-            instances.insert().values(
+            instances.insert()
+            .values(
                 **level_values(dataset, Level.IMAGE),
                 series_fk=series_pk,
                 specific_character_set=charset,
@@ -246,33 +268,57 @@ class IndexRepository:
                 calling_ae_title=calling_ae_title[:16],
                 source=source[:32],
                 received_at=now,
-            ).returning(instances.c.id)
+            )
+            .returning(instances.c.id)
         ).scalar_one()
-        conn.execute(attachments.insert().values(
-            instance_fk=instance_pk, blob_key=blob.key, size=blob.size, sha256=blob.sha256,
-            content_sha256=blob.content_sha256, transfer_syntax_uid=transfer_syntax_uid,
-            created_at=now,
-        ))
+        conn.execute(
+            attachments.insert().values(
+                instance_fk=instance_pk,
+                blob_key=blob.key,
+                size=blob.size,
+                sha256=blob.sha256,
+                content_sha256=blob.content_sha256,
+                transfer_syntax_uid=transfer_syntax_uid,
+                created_at=now,
+            )
+        )
         self._count(conn, patient_pk, study_pk, series_pk, +1, new_study, new_series)
         self._extend_study_lists(conn, study_pk, dataset)
-        self._record(conn, outcome.value, Level.IMAGE, sop_uid, {
-            "study": study_uid, "series": series_uid, "source": source,
-            "calling_ae_title": calling_ae_title,
-        })
+        self._record(
+            conn,
+            outcome.value,
+            Level.IMAGE,
+            sop_uid,
+            {
+                "study": study_uid,
+                "series": series_uid,
+                "source": source,
+                "calling_ae_title": calling_ae_title,
+            },
+        )
         return AddResult(outcome, obsolete)
 
-    def _upsert_patient(self, conn: Connection, dataset: Dataset, charset: str,
-                        now: datetime) -> int:
+    def _upsert_patient(
+        self, conn: Connection, dataset: Dataset, charset: str, now: datetime
+    ) -> int:
         values = level_values(dataset, Level.PATIENT)
-        self._insert_ignore(conn, patients, {
-            **values, "specific_character_set": charset, "created_at": now,
-        })
-        return int(conn.execute(
-            select(patients.c.id).where(
-                patients.c.patient_id == values["patient_id"],
-                patients.c.issuer_of_patient_id == values["issuer_of_patient_id"],
-            )
-        ).scalar_one())
+        self._insert_ignore(
+            conn,
+            patients,
+            {
+                **values,
+                "specific_character_set": charset,
+                "created_at": now,
+            },
+        )
+        return int(
+            conn.execute(
+                select(patients.c.id).where(
+                    patients.c.patient_id == values["patient_id"],
+                    patients.c.issuer_of_patient_id == values["issuer_of_patient_id"],
+                )
+            ).scalar_one()
+        )
 
     @staticmethod
     def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> None:
@@ -280,29 +326,52 @@ class IndexRepository:
         conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
 
     @staticmethod
-    def _count(conn: Connection, patient_pk: int, study_pk: int, series_pk: int, delta: int,
-               study_changed: bool, series_changed: bool) -> None:
+    def _count(
+        conn: Connection,
+        patient_pk: int,
+        study_pk: int,
+        series_pk: int,
+        delta: int,
+        study_changed: bool,
+        series_changed: bool,
+    ) -> None:
         s, p = int(series_changed) * delta, int(study_changed) * delta
-        conn.execute(update(series).where(series.c.id == series_pk).values(
-            number_of_series_related_instances=series.c.number_of_series_related_instances + delta
-        ))
-        conn.execute(update(studies).where(studies.c.id == study_pk).values(
-            number_of_study_related_instances=studies.c.number_of_study_related_instances + delta,
-            number_of_study_related_series=studies.c.number_of_study_related_series + s,
-        ))
-        conn.execute(update(patients).where(patients.c.id == patient_pk).values(
-            number_of_patient_related_instances=(
-                patients.c.number_of_patient_related_instances + delta),
-            number_of_patient_related_series=patients.c.number_of_patient_related_series + s,
-            number_of_patient_related_studies=patients.c.number_of_patient_related_studies + p,
-        ))
+        conn.execute(
+            update(series)
+            .where(series.c.id == series_pk)
+            .values(
+                number_of_series_related_instances=series.c.number_of_series_related_instances
+                + delta
+            )
+        )
+        conn.execute(
+            update(studies)
+            .where(studies.c.id == study_pk)
+            .values(
+                number_of_study_related_instances=studies.c.number_of_study_related_instances
+                + delta,
+                number_of_study_related_series=studies.c.number_of_study_related_series + s,
+            )
+        )
+        conn.execute(
+            update(patients)
+            .where(patients.c.id == patient_pk)
+            .values(
+                number_of_patient_related_instances=(
+                    patients.c.number_of_patient_related_instances + delta
+                ),
+                number_of_patient_related_series=patients.c.number_of_patient_related_series + s,
+                number_of_patient_related_studies=patients.c.number_of_patient_related_studies + p,
+            )
+        )
 
     @staticmethod
     def _extend_study_lists(conn: Connection, study_pk: int, dataset: Dataset) -> None:
         """Add this instance's Modality and SOP Class to the study's lists if they are new."""
         current_modalities, current_classes = conn.execute(
-            select(studies.c.modalities_in_study, studies.c.sop_classes_in_study)
-            .where(studies.c.id == study_pk)
+            select(studies.c.modalities_in_study, studies.c.sop_classes_in_study).where(
+                studies.c.id == study_pk
+            )
         ).one()
         modalities = set(filter(None, current_modalities.split("\\")))
         classes = set(filter(None, current_classes.split("\\")))
@@ -312,28 +381,47 @@ class IndexRepository:
             return
         modalities.update(filter(None, [modality]))
         classes.add(sop_class)
-        conn.execute(update(studies).where(studies.c.id == study_pk).values(
-            modalities_in_study="\\".join(sorted(modalities)),
-            sop_classes_in_study="\\".join(sorted(classes)),
-        ))
+        conn.execute(
+            update(studies)
+            .where(studies.c.id == study_pk)
+            .values(
+                modalities_in_study="\\".join(sorted(modalities)),
+                sop_classes_in_study="\\".join(sorted(classes)),
+            )
+        )
 
     @staticmethod
     def _refresh_study_lists(conn: Connection, study_pk: int) -> None:
         """Recompute ModalitiesInStudy and SOPClassesInStudy from the study's rows."""
-        modalities = conn.execute(
-            select(series.c.modality).where(series.c.study_fk == study_pk, series.c.modality != "")
-            .distinct().order_by(series.c.modality)
-        ).scalars().all()
-        classes = conn.execute(
-            select(instances.c.sop_class_uid)
-            .join(series, instances.c.series_fk == series.c.id)
-            .where(series.c.study_fk == study_pk)
-            .distinct().order_by(instances.c.sop_class_uid)
-        ).scalars().all()
-        conn.execute(update(studies).where(studies.c.id == study_pk).values(
-            modalities_in_study="\\".join(modalities),
-            sop_classes_in_study="\\".join(classes),
-        ))
+        modalities = (
+            conn.execute(
+                select(series.c.modality)
+                .where(series.c.study_fk == study_pk, series.c.modality != "")
+                .distinct()
+                .order_by(series.c.modality)
+            )
+            .scalars()
+            .all()
+        )
+        classes = (
+            conn.execute(
+                select(instances.c.sop_class_uid)
+                .join(series, instances.c.series_fk == series.c.id)
+                .where(series.c.study_fk == study_pk)
+                .distinct()
+                .order_by(instances.c.sop_class_uid)
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            update(studies)
+            .where(studies.c.id == study_pk)
+            .values(
+                modalities_in_study="\\".join(modalities),
+                sop_classes_in_study="\\".join(classes),
+            )
+        )
 
     def _remove(self, conn: Connection, stored: StoredInstance) -> None:
         series_pk, study_pk, patient_pk = conn.execute(
@@ -349,8 +437,9 @@ class IndexRepository:
         left_in_study = conn.execute(
             select(func.count()).select_from(series).where(series.c.study_fk == study_pk)
         ).scalar_one() - (0 if left_in_series else 1)
-        self._count(conn, patient_pk, study_pk, series_pk, -1, left_in_study == 0,
-                    left_in_series == 0)
+        self._count(
+            conn, patient_pk, study_pk, series_pk, -1, left_in_study == 0, left_in_series == 0
+        )
         if not left_in_series:
             conn.execute(delete(series).where(series.c.id == series_pk))
         if left_in_study == 0:
@@ -364,9 +453,15 @@ class IndexRepository:
             self._refresh_study_lists(conn, study_pk)
 
     @staticmethod
-    def _record(conn: Connection, change_type: str, level: Level, uid: str,
-                details: dict[str, Any]) -> None:
-        conn.execute(changes.insert().values(
-            change_type=change_type, level=level.value, uid=uid, details=details,
-            occurred_at=_now(),
-        ))
+    def _record(
+        conn: Connection, change_type: str, level: Level, uid: str, details: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            changes.insert().values(
+                change_type=change_type,
+                level=level.value,
+                uid=uid,
+                details=details,
+                occurred_at=_now(),
+            )
+        )

@@ -40,8 +40,9 @@ def _column(attr: IndexedAttribute) -> Column[object]:
         return Column(attr.column, Integer, nullable=True)
     if attr.keyword in _MULTI_VALUED or attr.vr in {"LT", "ST", "UT"}:
         return Column(attr.column, Text, nullable=False, server_default="")
-    return Column(attr.column, String(_STRING_LENGTHS.get(attr.vr, 64)), nullable=False,
-                  server_default="")
+    return Column(
+        attr.column, String(_STRING_LENGTHS.get(attr.vr, 64)), nullable=False, server_default=""
+    )
 
 
 def _level_columns(level: Level, unique: str) -> list[Column[object]]:

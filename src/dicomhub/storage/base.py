@@ -54,7 +54,7 @@ class BlobStore(Protocol):
         """Whether a blob is present."""
         ...
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         """Every stored key (for verification and orphan detection)."""
         ...
 

@@ -25,7 +25,7 @@ STAGING = ".staging"
 _RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write every byte of ``data`` to ``fd`` (the single write primitive of the store)."""
     view = memoryview(data)
     while view:
@@ -207,7 +207,7 @@ class FilesystemBlobStore:
         """Whether the blob file is present."""
         return self.path_for(key).is_file()
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         """Every key under the root (staging excluded)."""
         for first in sorted(self.root.iterdir()):
             if first.name == STAGING or not first.is_dir():

@@ -44,7 +44,7 @@ class MemoryBlobStore:
         """Whether the blob is held."""
         return key in self.blobs
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         """All held keys."""
         return iter(list(self.blobs))
 

@@ -33,11 +33,13 @@ class StoreService:
         except Exception:
             request.path.unlink(missing_ok=True)
             raise
-        return self.ingest.store(IngestRequest(
-            path=request.path,
-            take=True,
-            source="C-STORE",
-            calling_ae_title=association.calling_ae_title,
-            expected_sop_class_uid=request.affected_sop_class_uid,
-            expected_sop_instance_uid=request.affected_sop_instance_uid,
-        ))
+        return self.ingest.store(
+            IngestRequest(
+                path=request.path,
+                take=True,
+                source="C-STORE",
+                calling_ae_title=association.calling_ae_title,
+                expected_sop_class_uid=request.affected_sop_class_uid,
+                expected_sop_instance_uid=request.affected_sop_instance_uid,
+            )
+        )

@@ -1,0 +1,1 @@
+"""Interoperability tests: a real ``dicomhub serve`` driven by DCMTK, Orthanc and pynetdicom."""
