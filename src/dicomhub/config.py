@@ -219,6 +219,8 @@ def render_settings(settings: Settings) -> str:
         lines.append(f"# {field.description}")
         if value is None:
             lines.append(f"# {name} = (unset)")
+        elif name == "database_url":
+            lines.append(f"{name} = {_toml_value(_hide_password(value))}")
         else:
             lines.append(f"{name} = {_toml_value(value)}")
         lines.append("")

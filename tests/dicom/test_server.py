@@ -10,6 +10,7 @@ import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -421,3 +422,41 @@ def test_large_object_streams_with_flat_memory(server: DicomServer, tmp_path: Pa
     assert peak < 4 * 1024 * 1024, f"server peak traced memory {peak} bytes for 32 MiB"
     blob = _files(server)[0]
     assert blob.stat().st_size > 32 * 1024 * 1024
+
+
+def test_success_only_after_blob_and_index_are_durable(server: DicomServer) -> None:
+    """Order on the C-STORE path: blob fsynced and renamed, index committed, then 0x0000."""
+    events: list[str] = []
+    blobs, repository = server.runtime.blobs, server.runtime.repository
+    put_file, add_instance = blobs.put_file, repository.add_instance
+
+    def traced_put(*args: Any, **kwargs: Any) -> Any:
+        info = put_file(*args, **kwargs)
+        assert blobs.path_for(info.key).exists()
+        events.append("blob durable")
+        return info
+
+    def traced_add(*args: Any, **kwargs: Any) -> Any:
+        result = add_instance(*args, **kwargs)
+        events.append("index committed")
+        return result
+
+    blobs.put_file = traced_put  # type: ignore[method-assign]
+    repository.add_instance = traced_add  # type: ignore[method-assign]
+    assoc = associate(server, [CTImageStorage])
+    try:
+        status = assoc.send_c_store(make_dataset())
+        events.append(f"status 0x{status.Status:04X}")
+    finally:
+        assoc.release()
+    assert events == ["blob durable", "index committed", "status 0x0000"]
+
+
+def test_run_time_peers_are_honoured(server_factory: ServerFactory) -> None:
+    server = server_factory(allow_unknown_calling_ae=False)
+    server.runtime.access.CACHE_SECONDS = 0.0
+    assert associate(server, [Verification], calling="LATECOMER").is_rejected
+    server.runtime.peers.put("late", PeerConfig(ae_title="LATECOMER", host="127.0.0.1", port=1))
+    assoc = associate(server, [Verification], calling="LATECOMER")
+    assert assoc.is_established
+    assoc.release()
