@@ -460,3 +460,14 @@ def test_run_time_peers_are_honoured(server_factory: ServerFactory) -> None:
     assoc = associate(server, [Verification], calling="LATECOMER")
     assert assoc.is_established
     assoc.release()
+
+
+def test_silent_connection_closed_at_artim(server_factory: ServerFactory) -> None:
+    """A socket that never sends an A-ASSOCIATE-RQ is closed when the ARTIM timer expires."""
+    server = server_factory(acse_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(30)
+        assert sock.recv(100) == b""
+    assoc = associate(server, [Verification])
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
