@@ -152,7 +152,7 @@ class IndexRepository:
         calling_ae_title: str = "",
         replace: bool = False,
     ) -> AddResult:
-        """Index a stored object (see the module docstring); retried once on a race."""
+        """Index a stored object (see the module docstring); retried on a lost insert race."""
         for attempt in range(3):
             try:
                 with self.db.write() as conn:

@@ -1,7 +1,9 @@
 """Filesystem blob store: temp file, fsync, rename, directory fsync (ARCHITECTURE 1.2-1.3).
 
-Blobs live at ``root/ab/cd/<key>`` where ``key`` is a random UUID chosen here, never a name
-that arrived over the wire.  Files are first written in ``root/.staging`` (same filesystem, so
+Blobs live at ``root/<key[0:6]>/<key[6:8]>/<key>`` where ``key`` is chosen here, never a name
+that arrived over the wire: 12 hex digits of the time in milliseconds then 20 random ones.
+Objects received together share a folder (a new one about every minute), so storing does not
+pay a folder creation and its fsyncs per object.  Files are first written in ``root/.staging`` (same filesystem, so
 the final ``rename`` is atomic) and only become visible under their key once their content is
 on stable storage; the directory entry is made durable by an fsync of the directory.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +26,11 @@ from dicomhub.storage.base import CHUNK_SIZE, BlobInfo, DualHasher, hash_stream
 LOG = logging.getLogger(__name__)
 STAGING = ".staging"
 _RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def new_key() -> str:
+    """A blob key: time in milliseconds (12 hex digits) and 80 random bits."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -128,7 +136,7 @@ class FilesystemBlobStore:
         """Where the blob ``key`` lives."""
         if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
             raise ValueError(f"not a blob key: {key!r}")
-        return self.root / key[:2] / key[2:4] / key
+        return self.root / key[:6] / key[6:8] / key
 
     def put_file(self, path: Path, *, dataset_offset: int, take: bool) -> BlobInfo:
         """Make ``path``'s content a durable blob (see ``BlobStore.put_file``).
@@ -136,7 +144,7 @@ class FilesystemBlobStore:
         A staging file of this store is moved into place; anything else is copied (and the
         source removed afterwards when ``take``).  Nothing is left behind on failure.
         """
-        key = uuid.uuid4().hex
+        key = new_key()
         final = self.path_for(key)
         in_staging = take and path.parent.resolve() == self.staging.resolve()
         staged = path if in_staging else self.staging / f"{key}.copy"

@@ -40,8 +40,11 @@ def test_names_are_server_generated(tmp_path: Path) -> None:
     source.write_bytes(b"x")
     info = store.put_file(source, dataset_offset=0, take=False)
     path = store.path_for(info.key)
-    assert path.relative_to(store.root).parts == (info.key[:2], info.key[2:4], info.key)
+    assert path.relative_to(store.root).parts == (info.key[:6], info.key[6:8], info.key)
     assert "1.2.3" not in str(path)
+    second = store.put_file(source, dataset_offset=0, take=False)
+    assert second.key != info.key
+    assert store.path_for(second.key).parent == path.parent  # stored together, one folder
     with pytest.raises(ValueError, match="not a blob key"):
         store.path_for("../../etc/passwd")
 
