@@ -3,9 +3,10 @@
 Blobs live at ``root/<key[0:6]>/<key[6:8]>/<key>`` where ``key`` is chosen here, never a name
 that arrived over the wire: 12 hex digits of the time in milliseconds then 20 random ones.
 Objects received together share a folder (a new one about every minute), so storing does not
-pay a folder creation and its fsyncs per object.  Files are first written in ``root/.staging`` (same filesystem, so
-the final ``rename`` is atomic) and only become visible under their key once their content is
-on stable storage; the directory entry is made durable by an fsync of the directory.
+pay a folder creation and its fsyncs per object.  Files are first written in
+``root/.staging`` (same filesystem, so the final ``rename`` is atomic) and only become visible
+under their key once their content is on stable storage; the directory entry is made durable
+by an fsync of the directory.
 """
 
 from __future__ import annotations
