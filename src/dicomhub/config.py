@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         "'reject' (failure status, the stored copy is kept) or 'replace' (the new copy "
         "replaces the old one; logged and recorded in the change log).",
     )
+    engine: Literal["asyncio", "pynetdicom"] = Field(
+        "asyncio",
+        description="DICOM network engine: dicomhub's own 'asyncio' engine, or 'pynetdicom'.",
+    )
     case_insensitive_pn: bool = Field(
         True, description="Match person names (PN) without regard to case in C-FIND."
     )

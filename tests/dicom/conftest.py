@@ -11,20 +11,27 @@ from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
 from dicomhub.config import Settings
-from dicomhub.dicom.server import DicomServer
+from dicomhub.dicom.server import Listener, create_listener
 from dicomhub.runtime import Runtime, open_runtime
 
-ServerFactory = Callable[..., DicomServer]
+ServerFactory = Callable[..., Listener]
+
+
+@pytest.fixture(params=["asyncio", "pynetdicom"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each in-process test runs on both network engines."""
+    return str(request.param)
 
 
 @pytest.fixture
-def server_factory(settings: Settings) -> Iterator[ServerFactory]:
+def server_factory(settings: Settings, engine: str) -> Iterator[ServerFactory]:
     """Start servers with setting overrides; all are stopped at the end."""
-    started: list[tuple[DicomServer, Runtime]] = []
+    started: list[tuple[Listener, Runtime]] = []
 
-    def start(**overrides: Any) -> DicomServer:
-        runtime = open_runtime(settings.model_copy(update={"dicom_port": 0, **overrides}))
-        server = DicomServer(runtime)
+    def start(**overrides: Any) -> Listener:
+        update = {"dicom_port": 0, "engine": engine, **overrides}
+        runtime = open_runtime(settings.model_copy(update=update))
+        server = create_listener(runtime)
         server.start()
         started.append((server, runtime))
         return server
@@ -36,7 +43,7 @@ def server_factory(settings: Settings) -> Iterator[ServerFactory]:
 
 
 @pytest.fixture
-def server(server_factory: ServerFactory) -> DicomServer:
+def server(server_factory: ServerFactory) -> Listener:
     """A server with default settings (loopback: open)."""
     return server_factory()
 
@@ -48,7 +55,7 @@ def chunked_send(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def associate(
-    server: DicomServer,
+    server: Listener,
     contexts: list[str],
     calling: str = "TESTSCU",
     called: str = "DICOMHUB",

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
-from dicomhub.dicom.server import DicomServer
+from dicomhub.dicom.server import Listener
 from tests.dicom.conftest import associate
 
 CHARSET_DIR = Path(pydicom.__file__).parent / "data" / "charset_files"
@@ -35,7 +35,7 @@ FILES = [
 
 
 @pytest.mark.usefixtures("chunked_send")
-def test_every_character_set_round_trips(server: DicomServer) -> None:
+def test_every_character_set_round_trips(server: Listener) -> None:
     sent = {name: dcmread(CHARSET_DIR / name) for name in FILES}
     classes = sorted({str(ds.SOPClassUID) for ds in sent.values()})
     assoc = associate(

@@ -80,11 +80,11 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
 @app.command()
 def serve() -> None:
     """Run the DICOM server until interrupted (Ctrl-C or SIGTERM)."""
-    from dicomhub.dicom.server import DicomServer
+    from dicomhub.dicom.server import create_listener
 
     settings = _settings()
     runtime = _runtime(settings)
-    server = DicomServer(runtime)
+    server = create_listener(runtime)
     try:
         server.start()
     except OSError as exc:

@@ -13,7 +13,6 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +21,15 @@ from pynetdicom import _config, dimse_messages, evt
 from pynetdicom.acse import ACSE
 
 from dicomhub.conformance import PATIENT_ROOT_FIND
+from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo, Refusal
-from dicomhub.dicom.services.echo import EchoService
-from dicomhub.dicom.services.query import PENDING, QueryService
-from dicomhub.dicom.services.store import StoreRequest, StoreService
+from dicomhub.dicom.services.store import StoreRequest
+from dicomhub.dicom.status import PENDING, failure, unexpected
 from dicomhub.errors import CannotUnderstand, DicomhubError
 from dicomhub.index.query import InformationModel
 from dicomhub.storage.filesystem import FilesystemBlobStore, StagingWriter
 
 LOG = logging.getLogger("dicomhub.dicom")
-
-
-@dataclass
-class Services:
-    """The service handlers bound to the acceptor."""
-
-    echo: EchoService
-    store: StoreService
-    query: QueryService
-
-
-def failure(exc: DicomhubError) -> Dataset:
-    """The response status data set for a failure: Status plus ErrorComment."""
-    status = Dataset()
-    status.Status = exc.dimse_status
-    status.ErrorComment = exc.error_comment
-    return status
-
-
-def unexpected(exc: Exception, what: str) -> DicomhubError:
-    """Wrap an unexpected exception as a processing failure (and log its traceback)."""
-    LOG.exception("%s failed unexpectedly", what)
-    return DicomhubError(f"processing failure: {type(exc).__name__}")
 
 
 # Streaming C-STORE data sets into the staging area -----------------------------------------

@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from pynetdicom import AE
 
 from dicomhub.conformance import REGISTRY
-from dicomhub.dicom.adapter import Handlers, Services, install_streaming
-from dicomhub.dicom.services.echo import EchoService
-from dicomhub.dicom.services.query import QueryService
-from dicomhub.dicom.services.store import StoreService
+from dicomhub.dicom.adapter import Handlers, install_streaming
+from dicomhub.dicom.bindings import build_services
 from dicomhub.runtime import Runtime
 
 LOG = logging.getLogger("dicomhub.dicom")
 
 
+class Listener(Protocol):
+    """What ``dicomhub serve`` and the tests need of a DICOM listener, whatever the engine."""
+
+    runtime: Runtime
+
+    @property
+    def port(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def create_listener(runtime: Runtime) -> Listener:
+    """The listener of the configured engine."""
+    if runtime.settings.engine == "pynetdicom":
+        return DicomServer(runtime)
+    from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
+
+    return AsyncioDicomServer(runtime)
+
+
 class DicomServer:
-    """The DICOM listener: one AE with every registered SCP context and bound services."""
+    """The pynetdicom listener: one AE with every registered SCP context and bound services."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         settings = runtime.settings
-        self.services = Services(
-            echo=EchoService(runtime.access),
-            store=StoreService(runtime.ingest, runtime.access),
-            query=QueryService(runtime.finder, runtime.access),
-        )
+        self.services = build_services(runtime)
         ae = AE(ae_title=settings.ae_title)
         ae.maximum_associations = settings.max_associations + 1  # the gate refuses first
         ae.maximum_pdu_size = settings.max_pdu_size

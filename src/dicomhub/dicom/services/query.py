@@ -8,11 +8,8 @@ from pydicom.dataset import Dataset
 
 from dicomhub.config import Service
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.dicom.status import CANCELLED, PENDING, SUCCESS
 from dicomhub.index.query import FindService, InformationModel
-
-PENDING = 0xFF00
-CANCELLED = 0xFE00
-SUCCESS = 0x0000
 
 
 class QueryService:

@@ -1,0 +1,118 @@
+"""The asyncio acceptor: listens, applies TCP_NODELAY, runs one ``Association`` per socket."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import threading
+
+from dicomhub.dicom.bindings import build_services
+from dicomhub.dicom.engine.association import Association, EngineContext
+from dicomhub.dicom.engine.negotiation import supported_contexts
+from dicomhub.runtime import Runtime
+
+LOG = logging.getLogger("dicomhub.dicom")
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is an optional extra
+        return asyncio.new_event_loop()
+
+
+class AsyncioDicomServer:
+    """DICOM listener on dicomhub's own engine, running its event loop in a thread."""
+
+    def __init__(self, runtime: Runtime, *, reuse_port: bool = False) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.reuse_port = reuse_port
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.max_associations + 4, thread_name_prefix="dicomhub-dimse"
+        )
+        self.engine = EngineContext(
+            services=build_services(runtime),
+            access=runtime.access,
+            blobs=runtime.blobs,
+            executor=self.executor,
+            contexts=supported_contexts(),
+            max_pdu=settings.max_pdu_size,
+            acse_timeout=settings.acse_timeout,
+            dimse_timeout=settings.dimse_timeout,
+            network_timeout=settings.network_timeout,
+        )
+        self.loop = _new_loop()
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self._port
+
+    def start(self) -> None:
+        """Bind and serve in a background thread; raise OSError if the port is taken."""
+        settings = self.runtime.settings
+        self.runtime.blobs.clean_staging()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="dicomhub-engine", daemon=True
+        )
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._listen(), self.loop)
+        future.result(timeout=30)
+        LOG.info(
+            "DICOM listener %s on %s:%d (%d presentation contexts, asyncio engine)",
+            settings.ae_title,
+            settings.bind,
+            self.port,
+            len(self.engine.contexts),
+        )
+
+    async def _listen(self) -> None:
+        settings = self.runtime.settings
+        self._server = await asyncio.start_server(
+            self._on_connection,
+            settings.bind,
+            settings.dicom_port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
+            backlog=128,
+            limit=2**16,
+        )
+        self._port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await Association(self.engine, reader, writer).run()
+
+    def stop(self) -> None:
+        """Stop listening, abort open associations and stop the loop."""
+        if self._thread is None:
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for association in list(self.engine.active):
+                association.writer.close()
+            if self._server is not None:
+                await self._server.wait_closed()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=10)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            LOG.warning("DICOM listener did not stop within 10 s")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+        self.executor.shutdown(wait=False, cancel_futures=True)

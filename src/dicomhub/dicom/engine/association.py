@@ -1,0 +1,466 @@
+"""One association on the asyncio engine: PS3.8 state handling and DIMSE message assembly.
+
+The reader loop takes PDUs off the socket (each bounded by the negotiated maximum), streams
+C-STORE data set fragments into a staging file as they arrive, notes C-CANCELs at once, and
+queues complete requests for a worker task that runs the services in the thread pool and
+writes the responses.  Protocol violations end in an A-ABORT; nothing half-received is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.dsutils import create_file_meta, decode, encode, encode_file_meta
+
+from dicomhub.conformance import PATIENT_ROOT_FIND
+from dicomhub.dicom.bindings import Services
+from dicomhub.dicom.engine import commands as cmd
+from dicomhub.dicom.engine import pdu
+from dicomhub.dicom.engine.negotiation import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
+    AcceptedContext,
+    accept,
+    decode_request,
+    reject,
+)
+from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.dicom.services.store import StoreRequest
+from dicomhub.dicom.status import PENDING, status_of, unexpected
+from dicomhub.errors import CannotUnderstand, DicomhubError
+from dicomhub.index.query import InformationModel
+from dicomhub.storage.filesystem import FilesystemBlobStore, StagingWriter
+
+LOG = logging.getLogger("dicomhub.dicom")
+CONTROL_PDU_LIMIT = 1 << 20
+UNLIMITED_PDU_GUARD = 64 << 20
+IDENTIFIER_LIMIT = 16 << 20
+
+
+@dataclass
+class EngineContext:
+    """What every association of one acceptor shares."""
+
+    services: Services
+    access: AccessPolicy
+    blobs: FilesystemBlobStore
+    executor: concurrent.futures.ThreadPoolExecutor
+    contexts: list[Any]
+    max_pdu: int
+    acse_timeout: float
+    dimse_timeout: float
+    network_timeout: float
+    active: set[Association] = field(default_factory=set)
+
+
+@dataclass
+class Message:
+    """A DIMSE request being received or ready to run."""
+
+    context: AcceptedContext
+    command: dict[str, Any]
+    data: bytearray = field(default_factory=bytearray)
+    writer: StagingWriter | None = None
+
+
+class Association:
+    """Acceptor side of one TCP connection."""
+
+    def __init__(
+        self, engine: EngineContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.engine = engine
+        self.reader = reader
+        self.writer = writer
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
+        self.info = AssociationInfo("?", "?", str(host), int(port))
+        self.contexts: dict[int, AcceptedContext] = {}
+        self.peer_max_pdu = 0
+        self.command_buffer = bytearray()
+        self.current: Message | None = None
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.cancelled: set[int] = set()
+        self.closed = threading.Event()
+        self.worker: asyncio.Task[None] | None = None
+
+    # Life cycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Negotiate, then serve until release, abort, timeout or a protocol error."""
+        self.engine.active.add(self)
+        try:
+            try:
+                established = await self._associate()
+            except TimeoutError:
+                # ARTIM expired in Sta2: close the transport, no A-ABORT (PS3.8 AA-2).
+                LOG.warning(
+                    "connection from %s sent no A-ASSOCIATE-RQ within %.0f s; closed",
+                    self.info,
+                    self.engine.acse_timeout,
+                )
+                return
+            if established:
+                self.worker = asyncio.create_task(self._work())
+                await self._serve()
+        except pdu.ProtocolError as exc:
+            LOG.warning("association %s aborted: %s", self.info, exc)
+            self._send_abort(exc.reason)
+        except TimeoutError:
+            LOG.warning("association %s timed out waiting for the peer; aborted", self.info)
+            self._send_abort(pdu.REASON_NOT_SPECIFIED)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            LOG.warning("association %s: connection lost (%s)", self.info, type(exc).__name__)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        self.closed.set()
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+            await asyncio.gather(self.worker, return_exceptions=True)
+        if self.current is not None and self.current.writer is not None:
+            self.current.writer.discard()
+        while not self.queue.empty():
+            stale = self.queue.get_nowait()
+            if stale.writer is not None:
+                stale.writer.discard()
+        self.engine.active.discard(self)
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+    def _send_abort(self, reason: int) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(pdu.abort(pdu.SOURCE_PROVIDER, reason))
+
+    # PDUs ---------------------------------------------------------------------------------
+
+    async def _read_pdu(self, timeout: float, limit: int) -> tuple[int, bytes, bytes]:
+        header = await asyncio.wait_for(self.reader.readexactly(6), timeout)
+        pdu_type, _, length = pdu.HEADER.unpack(header)
+        if pdu_type not in pdu.KNOWN_TYPES:
+            raise pdu.ProtocolError(
+                f"unrecognised PDU type 0x{pdu_type:02X}", pdu.REASON_UNRECOGNIZED_PDU
+            )
+        bound = limit if pdu_type == pdu.P_DATA_TF else CONTROL_PDU_LIMIT
+        if length > bound:
+            raise pdu.ProtocolError(f"PDU of {length} bytes exceeds the maximum of {bound}")
+        body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+        return pdu_type, header, body
+
+    async def _associate(self) -> bool:
+        pdu_type, header, body = await self._read_pdu(self.engine.acse_timeout, CONTROL_PDU_LIMIT)
+        if pdu_type != pdu.A_ASSOCIATE_RQ:
+            raise pdu.ProtocolError(
+                f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}", pdu.REASON_UNEXPECTED_PDU
+            )
+        request = decode_request(header + body)
+        self.info = AssociationInfo(
+            request.calling_ae_title,
+            request.called_ae_title,
+            self.info.peer_host,
+            self.info.peer_port,
+        )
+        refusal = self.engine.access.check_association(self.info, len(self.engine.active) - 1)
+        if refusal is not None:
+            LOG.warning(
+                "association from %s to %s refused: %s",
+                self.info,
+                request.called_ae_title,
+                refusal.reason,
+            )
+            self.writer.write(reject(refusal.result, refusal.source, refusal.diagnostic))
+            await self.writer.drain()
+            return False
+        answer, self.contexts = accept(request, self.engine.contexts, self.engine.max_pdu)
+        self.peer_max_pdu = request.peer_max_pdu
+        self.writer.write(answer)
+        await self.writer.drain()
+        proposed = len(request.primitive.presentation_context_definition_list)
+        LOG.info(
+            "association accepted: %s -> %s (%d contexts accepted, %d rejected)",
+            self.info,
+            request.called_ae_title,
+            len(self.contexts),
+            proposed - len(self.contexts),
+        )
+        return True
+
+    async def _serve(self) -> None:
+        limit = self.engine.max_pdu or UNLIMITED_PDU_GUARD
+        while True:
+            pdu_type, _, body = await self._read_pdu(self.engine.network_timeout, limit)
+            if pdu_type == pdu.P_DATA_TF:
+                self._on_p_data(body)
+            elif pdu_type == pdu.A_RELEASE_RQ:
+                await self.queue.join()
+                self.writer.write(pdu.release_rp())
+                await self.writer.drain()
+                LOG.info("association released: %s", self.info)
+                return
+            elif pdu_type == pdu.A_ABORT:
+                LOG.warning("association aborted by the peer: %s", self.info)
+                return
+            else:
+                raise pdu.ProtocolError(
+                    f"unexpected PDU type 0x{pdu_type:02X}", pdu.REASON_UNEXPECTED_PDU
+                )
+
+    # DIMSE message assembly -----------------------------------------------------------------
+
+    def _on_p_data(self, body: bytes) -> None:
+        for item in pdu.iter_pdvs(body):
+            context = self.contexts.get(item.context_id)
+            if context is None:
+                raise pdu.ProtocolError(
+                    f"PDV on presentation context {item.context_id}, which was not accepted"
+                )
+            if item.is_command:
+                self._on_command_fragment(context, item)
+            else:
+                self._on_data_fragment(context, item)
+
+    def _on_command_fragment(self, context: AcceptedContext, item: pdu.PDV) -> None:
+        if self.current is not None:
+            raise pdu.ProtocolError("command fragment while a data set was expected")
+        self.command_buffer += item.data
+        if len(self.command_buffer) > CONTROL_PDU_LIMIT:
+            raise pdu.ProtocolError("command set too large")
+        if not item.is_last:
+            return
+        command = cmd.decode_command(bytes(self.command_buffer))
+        self.command_buffer.clear()
+        field_ = command.get("CommandField")
+        if field_ == cmd.C_CANCEL_RQ:
+            self.cancelled.add(int(command.get("MessageIDBeingRespondedTo") or 0))
+            return
+        message = Message(context, command)
+        if command.get("CommandDataSetType", cmd.NO_DATA_SET) == cmd.NO_DATA_SET:
+            self.queue.put_nowait(message)
+            return
+        if field_ == cmd.C_STORE_RQ:
+            message.writer = self._open_staging(context, command)
+        self.current = message
+
+    def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> StagingWriter:
+        writer = self.engine.blobs.new_staging_file(".dcm")
+        meta = create_file_meta(
+            sop_class_uid=command.get("AffectedSOPClassUID", ""),
+            sop_instance_uid=command.get("AffectedSOPInstanceUID", ""),
+            transfer_syntax=context.transfer_syntax,
+            implementation_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version=IMPLEMENTATION_VERSION,
+        )
+        meta.SourceApplicationEntityTitle = self.info.calling_ae_title
+        writer.write(b"\0" * 128 + b"DICM" + encode_file_meta(meta))
+        return writer
+
+    def _on_data_fragment(self, context: AcceptedContext, item: pdu.PDV) -> None:
+        message = self.current
+        if message is None:
+            raise pdu.ProtocolError("data set fragment without a command")
+        if context.context_id != message.context.context_id:
+            raise pdu.ProtocolError("data set fragment on another presentation context")
+        if message.writer is not None:
+            message.writer.write(item.data)  # type: ignore[arg-type]
+        else:
+            message.data += item.data
+            if len(message.data) > IDENTIFIER_LIMIT:
+                raise pdu.ProtocolError("identifier data set too large")
+        if item.is_last:
+            self.current = None
+            self.queue.put_nowait(message)
+
+    # Running requests -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            message = await self.queue.get()
+            try:
+                await self._dispatch(message)
+            finally:
+                self.queue.task_done()
+
+    async def _dispatch(self, message: Message) -> None:
+        field_ = message.command.get("CommandField")
+        if field_ == cmd.C_STORE_RQ:
+            await self._c_store(message)
+        elif field_ == cmd.C_ECHO_RQ:
+            await self._c_echo(message)
+        elif field_ == cmd.C_FIND_RQ:
+            await self._c_find(message)
+        else:
+            LOG.warning("%s sent an unsupported DIMSE command 0x%04X", self.info, field_ or 0)
+            if message.writer is not None:
+                message.writer.discard()
+            if isinstance(field_, int) and not field_ & 0x8000:
+                await self._respond(message, field_ | 0x8000, 0x0211, "unrecognised operation")
+
+    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.engine.executor, function, *args)
+
+    async def _c_echo(self, message: Message) -> None:
+        try:
+            await self._run(self.engine.services.echo.echo, self.info)
+        except DicomhubError as exc:
+            LOG.warning("C-ECHO from %s: 0x%04X %s", self.info, exc.dimse_status, exc)
+            await self._respond(message, cmd.C_ECHO_RSP, *status_of(exc))
+            return
+        LOG.info("C-ECHO from %s: 0x0000", self.info)
+        await self._respond(message, cmd.C_ECHO_RSP, 0x0000)
+
+    async def _c_store(self, message: Message) -> None:
+        sop_instance = str(message.command.get("AffectedSOPInstanceUID", ""))
+        writer = message.writer
+        try:
+            if writer is None:
+                raise CannotUnderstand("C-STORE request without a data set")
+            await self._run(writer.finish)
+            request = StoreRequest(
+                str(message.command.get("AffectedSOPClassUID", "")), sop_instance, Path(writer.name)
+            )
+            result = await self._run(self.engine.services.store.store, self.info, request)
+        except DicomhubError as exc:
+            LOG.warning(
+                "C-STORE %s from %s refused: 0x%04X %s",
+                sop_instance,
+                self.info,
+                exc.dimse_status,
+                exc,
+            )
+            await self._respond(message, cmd.C_STORE_RSP, *status_of(exc))
+            return
+        except Exception as exc:
+            failure = unexpected(exc, f"C-STORE {sop_instance} from {self.info}")
+            await self._respond(message, cmd.C_STORE_RSP, *status_of(failure))
+            return
+        finally:
+            if writer is not None:
+                writer.discard()
+        LOG.info(
+            "C-STORE %s from %s: %s (%s, %d bytes, %s) 0x0000",
+            sop_instance,
+            self.info,
+            result.status.value,
+            result.sop_class_uid,
+            result.size,
+            result.transfer_syntax_uid,
+        )
+        await self._respond(message, cmd.C_STORE_RSP, 0x0000)
+
+    async def _c_find(self, message: Message) -> None:
+        model = (
+            InformationModel.PATIENT_ROOT
+            if message.command.get("AffectedSOPClassUID") == PATIENT_ROOT_FIND
+            else InformationModel.STUDY_ROOT
+        )
+        syntax = message.context.transfer_syntax
+        message_id = int(message.command.get("MessageID") or 0)
+        loop = asyncio.get_running_loop()
+        results: asyncio.Queue[tuple[int, Dataset | None] | DicomhubError | None] = asyncio.Queue(
+            maxsize=8
+        )
+
+        def is_cancelled() -> bool:
+            return message_id in self.cancelled or self.closed.is_set()
+
+        def put(item: tuple[int, Dataset | None] | DicomhubError | None) -> bool:
+            future = asyncio.run_coroutine_threadsafe(results.put(item), loop)
+            while True:
+                try:
+                    future.result(timeout=0.5)
+                    return True
+                except concurrent.futures.TimeoutError:
+                    if self.closed.is_set():
+                        future.cancel()
+                        return False
+
+        def produce() -> None:
+            try:
+                identifier = decode(
+                    BytesIO(bytes(message.data)),
+                    syntax.is_implicit_VR,
+                    syntax.is_little_endian,
+                    syntax.is_deflated,
+                )
+            except Exception as exc:
+                put(CannotUnderstand(f"identifier cannot be decoded: {exc}"))
+                put(None)
+                return
+            try:
+                for status, match in self.engine.services.query.find(
+                    self.info, identifier, model, is_cancelled
+                ):
+                    if not put((status, match)):
+                        return
+            except DicomhubError as exc:
+                put(exc)
+            except Exception as exc:
+                put(unexpected(exc, f"C-FIND from {self.info}"))
+            put(None)
+
+        producer = loop.run_in_executor(self.engine.executor, produce)
+        matches = 0
+        try:
+            while (item := await results.get()) is not None:
+                if isinstance(item, DicomhubError):
+                    LOG.warning(
+                        "C-FIND from %s refused: 0x%04X %s", self.info, item.dimse_status, item
+                    )
+                    await self._respond(message, cmd.C_FIND_RSP, *status_of(item))
+                    continue
+                status, match = item
+                if status == PENDING and match is not None:
+                    matches += 1
+                    data = encode(
+                        match, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+                    )
+                    await self._respond(message, cmd.C_FIND_RSP, PENDING, data=data)
+                    continue
+                LOG.info(
+                    "C-FIND %s root from %s: %d matches, 0x%04X",
+                    model.value,
+                    self.info,
+                    matches,
+                    status,
+                )
+                await self._respond(message, cmd.C_FIND_RSP, status)
+        finally:
+            self.cancelled.discard(message_id)
+            await producer
+
+    async def _respond(
+        self,
+        message: Message,
+        command_field: int,
+        status: int,
+        comment: str | None = None,
+        data: bytes | None = None,
+    ) -> None:
+        command = cmd.encode_command(
+            AffectedSOPClassUID=message.command.get("AffectedSOPClassUID"),
+            CommandField=command_field,
+            MessageIDBeingRespondedTo=message.command.get("MessageID"),
+            CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
+            Status=status,
+            AffectedSOPInstanceUID=message.command.get("AffectedSOPInstanceUID"),
+            ErrorComment=comment,
+        )
+        context_id = message.context.context_id
+        for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
+            self.writer.write(chunk)
+        if data is not None:
+            for chunk in pdu.p_data(context_id, False, data, self.peer_max_pdu):
+                self.writer.write(chunk)
+        await self.writer.drain()

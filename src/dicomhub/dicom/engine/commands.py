@@ -1,0 +1,72 @@
+"""DIMSE command sets (PS3.7 E): Implicit VR Little Endian group 0000 elements.
+
+Command sets are tiny and have a fixed vocabulary, so they are read and written here directly
+instead of through a general data set codec.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
+
+from dicomhub.dicom.engine.pdu import ProtocolError
+
+C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_CANCEL_RQ = 0x0FFF
+NO_DATA_SET = 0x0101
+DATA_SET_PRESENT = 0x0000
+
+_ELEMENT = struct.Struct("<HHL")
+_INTEGER = {"US": "<H", "UL": "<L"}
+
+
+def decode_command(data: bytes) -> dict[str, Any]:
+    """Decode a command set into ``{keyword: value}`` (integers and stripped strings)."""
+    result: dict[str, Any] = {}
+    offset, end = 0, len(data)
+    while offset < end:
+        if end - offset < 8:
+            raise ProtocolError("command set ends inside an element header")
+        group, element, length = _ELEMENT.unpack_from(data, offset)
+        offset += 8
+        if group != 0x0000 or offset + length > end:
+            raise ProtocolError(f"invalid command element ({group:04X},{element:04X})")
+        value = data[offset : offset + length]
+        offset += length
+        tag = (group << 16) | element
+        try:
+            keyword, vr = dictionary_keyword(tag), dictionary_VR(tag)
+        except KeyError:
+            continue  # retired or private command elements are ignored
+        if vr in _INTEGER:
+            size = struct.calcsize(_INTEGER[vr])
+            result[keyword] = struct.unpack(_INTEGER[vr], value[:size])[0] if value else None
+        elif vr == "AT":
+            result[keyword] = value
+        else:
+            result[keyword] = value.decode("ascii", "replace").rstrip("\0 ")
+    return result
+
+
+def encode_command(**elements: Any) -> bytes:
+    """Encode a command set from keywords; CommandGroupLength is computed."""
+    body = bytearray()
+    for tag, keyword in sorted((tag_for_keyword(k), k) for k in elements):
+        if tag is None:
+            raise ValueError(f"unknown command element {keyword}")
+        value = elements[keyword]
+        if value is None:
+            continue
+        vr = dictionary_VR(tag)
+        if vr in _INTEGER:
+            raw = struct.pack(_INTEGER[vr], int(value))
+        else:
+            raw = str(value).encode("ascii", "replace")
+            if len(raw) % 2:
+                raw += b"\0" if vr == "UI" else b" "
+        body += _ELEMENT.pack(tag >> 16, tag & 0xFFFF, len(raw)) + raw
+    return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + bytes(body)
