@@ -212,7 +212,7 @@ class Dicomhub(Receiver):
     def blob_count(self) -> int:
         """Files in the blob store, staging excluded."""
         storage = self.workdir / "data" / "storage"
-        return sum(1 for p in storage.glob("??/??/*") if p.is_file())
+        return sum(1 for p in storage.glob("*/*/*") if p.is_file())
 
     def consistency_problems(self) -> list[str]:
         """The index and the blob store disagree, or staging files were left behind."""

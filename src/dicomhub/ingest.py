@@ -22,7 +22,7 @@ from dicomhub.config import DuplicatePolicy
 from dicomhub.errors import DicomhubError, DuplicateSOPInstance, IndexFailure
 from dicomhub.header import check_identity, header_json, read_header
 from dicomhub.index.repository import AddOutcome, IndexRepository
-from dicomhub.storage.base import BlobStore, hash_stream
+from dicomhub.storage.base import BlobStore, DualHasher, hash_stream
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class IngestRequest:
     """``path`` is a staging file of the blob store: moved into place, removed on failure."""
     source: str
     calling_ae_title: str = ""
+    hashed: DualHasher | None = None
+    """Checksums computed while the staging file was received, if any."""
     expected_sop_class_uid: str | None = None
     expected_sop_instance_uid: str | None = None
 
@@ -98,17 +100,22 @@ class Ingest:
                 parsed.file_size,
             )
 
-        existing = self.repository.get_instance(sop_uid)
-        if existing is not None:
-            with request.path.open("rb") as stream:
-                content = hash_stream(stream, parsed.dataset_offset).content.hexdigest()
-            if content == existing.content_sha256:
-                return result(StoreStatus.DUPLICATE)
-            if self.duplicate_policy == "reject":
-                raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
+        if not request.take:
+            # A file of the user's: look before copying (re-imports are common).
+            existing = self.repository.get_instance(sop_uid)
+            if existing is not None:
+                with request.path.open("rb") as stream:
+                    content = hash_stream(stream, parsed.dataset_offset).content.hexdigest()
+                if content == existing.content_sha256:
+                    return result(StoreStatus.DUPLICATE)
+                if self.duplicate_policy == "reject":
+                    raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
 
         blob = self.blobs.put_file(
-            request.path, dataset_offset=parsed.dataset_offset, take=request.take
+            request.path,
+            dataset_offset=parsed.dataset_offset,
+            take=request.take,
+            hashed=request.hashed,
         )
         try:
             added = self.repository.add_instance(

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, Row, Select, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -93,6 +93,64 @@ def _to_stored(row: Row[Any]) -> StoredInstance:
     return StoredInstance(
         int(pk), sop_uid, sop_class, series_uid, study_uid, key, int(size), sha, content, syntax
     )
+
+
+# Statements of the write path, built once so SQLAlchemy compiles each a single time.
+_EXISTING = stored_instance_select().where(instances.c.sop_instance_uid == bindparam("b_uid"))
+_STUDY = (
+    select(
+        studies.c.id,
+        studies.c.patient_fk,
+        studies.c.modalities_in_study,
+        studies.c.sop_classes_in_study,
+    )
+    .where(studies.c.study_instance_uid == bindparam("b_uid"))
+    .with_for_update()
+)
+_SERIES = select(series.c.id).where(series.c.series_instance_uid == bindparam("b_uid"))
+_PATIENT = select(patients.c.id).where(
+    patients.c.patient_id == bindparam("b_id"),
+    patients.c.issuer_of_patient_id == bindparam("b_issuer"),
+)
+_INSERT_INSTANCE = instances.insert().returning(instances.c.id)
+_INSERT_ATTACHMENT = attachments.insert()
+_INSERT_CHANGE = changes.insert()
+_COUNT_SERIES = (
+    update(series)
+    .where(series.c.id == bindparam("b_pk"))
+    .values(
+        number_of_series_related_instances=series.c.number_of_series_related_instances
+        + bindparam("b_i")
+    )
+)
+_COUNT_STUDY = (
+    update(studies)
+    .where(studies.c.id == bindparam("b_pk"))
+    .values(
+        number_of_study_related_instances=studies.c.number_of_study_related_instances
+        + bindparam("b_i"),
+        number_of_study_related_series=studies.c.number_of_study_related_series + bindparam("b_s"),
+    )
+)
+_COUNT_PATIENT = (
+    update(patients)
+    .where(patients.c.id == bindparam("b_pk"))
+    .values(
+        number_of_patient_related_instances=patients.c.number_of_patient_related_instances
+        + bindparam("b_i"),
+        number_of_patient_related_series=patients.c.number_of_patient_related_series
+        + bindparam("b_s"),
+        number_of_patient_related_studies=patients.c.number_of_patient_related_studies
+        + bindparam("b_p"),
+    )
+)
+_STUDY_LISTS = (
+    update(studies)
+    .where(studies.c.id == bindparam("b_pk"))
+    .values(
+        modalities_in_study=bindparam("b_modalities"), sop_classes_in_study=bindparam("b_classes")
+    )
+)
 
 
 class IndexRepository:
@@ -197,9 +255,7 @@ class IndexRepository:
     ) -> AddResult:
         sop_uid = str(dataset.SOPInstanceUID)
         outcome, obsolete = AddOutcome.STORED, None
-        row = conn.execute(
-            stored_instance_select().where(instances.c.sop_instance_uid == sop_uid)
-        ).first()
+        row = conn.execute(_EXISTING, {"b_uid": sop_uid}).first()
         if row is not None:
             existing = _to_stored(row)
             if existing.content_sha256 == blob.content_sha256:
@@ -214,11 +270,7 @@ class IndexRepository:
         study_uid = str(dataset.StudyInstanceUID)
         series_uid = str(dataset.SeriesInstanceUID)
 
-        study_row = conn.execute(
-            select(studies.c.id, studies.c.patient_fk)
-            .where(studies.c.study_instance_uid == study_uid)
-            .with_for_update()
-        ).first()
+        study_row = conn.execute(_STUDY, {"b_uid": study_uid}).first()
         new_study = study_row is None
         if study_row is None:
             patient_pk = self._upsert_patient(conn, dataset, charset, now)
@@ -232,16 +284,10 @@ class IndexRepository:
                     "created_at": now,
                 },
             )
-            study_row = conn.execute(
-                select(studies.c.id, studies.c.patient_fk)
-                .where(studies.c.study_instance_uid == study_uid)
-                .with_for_update()
-            ).one()
+            study_row = conn.execute(_STUDY, {"b_uid": study_uid}).one()
         study_pk, patient_pk = int(study_row[0]), int(study_row[1])
 
-        series_pk = conn.execute(
-            select(series.c.id).where(series.c.series_instance_uid == series_uid)
-        ).scalar()
+        series_pk = conn.execute(_SERIES, {"b_uid": series_uid}).scalar()
         new_series = series_pk is None
         if series_pk is None:
             self._insert_ignore(
@@ -254,36 +300,34 @@ class IndexRepository:
                     "created_at": now,
                 },
             )
-            series_pk = conn.execute(
-                select(series.c.id).where(series.c.series_instance_uid == series_uid)
-            ).scalar_one()
+            series_pk = conn.execute(_SERIES, {"b_uid": series_uid}).scalar_one()
 
         instance_pk = conn.execute(
-            instances.insert()
-            .values(
+            _INSERT_INSTANCE,
+            {
                 **level_values(dataset, Level.IMAGE),
-                series_fk=series_pk,
-                specific_character_set=charset,
-                header=header,
-                calling_ae_title=calling_ae_title[:16],
-                source=source[:32],
-                received_at=now,
-            )
-            .returning(instances.c.id)
+                "series_fk": series_pk,
+                "specific_character_set": charset,
+                "header": header,
+                "calling_ae_title": calling_ae_title[:16],
+                "source": source[:32],
+                "received_at": now,
+            },
         ).scalar_one()
         conn.execute(
-            attachments.insert().values(
-                instance_fk=instance_pk,
-                blob_key=blob.key,
-                size=blob.size,
-                sha256=blob.sha256,
-                content_sha256=blob.content_sha256,
-                transfer_syntax_uid=transfer_syntax_uid,
-                created_at=now,
-            )
+            _INSERT_ATTACHMENT,
+            {
+                "instance_fk": instance_pk,
+                "blob_key": blob.key,
+                "size": blob.size,
+                "sha256": blob.sha256,
+                "content_sha256": blob.content_sha256,
+                "transfer_syntax_uid": transfer_syntax_uid,
+                "created_at": now,
+            },
         )
         self._count(conn, patient_pk, study_pk, series_pk, +1, new_study, new_series)
-        self._extend_study_lists(conn, study_pk, dataset)
+        self._extend_study_lists(conn, study_pk, study_row[2], study_row[3], dataset)
         self._record(
             conn,
             outcome.value,
@@ -313,10 +357,11 @@ class IndexRepository:
         )
         return int(
             conn.execute(
-                select(patients.c.id).where(
-                    patients.c.patient_id == values["patient_id"],
-                    patients.c.issuer_of_patient_id == values["issuer_of_patient_id"],
-                )
+                _PATIENT,
+                {
+                    "b_id": values["patient_id"],
+                    "b_issuer": values["issuer_of_patient_id"],
+                },
             ).scalar_one()
         )
 
@@ -336,43 +381,19 @@ class IndexRepository:
         series_changed: bool,
     ) -> None:
         s, p = int(series_changed) * delta, int(study_changed) * delta
-        conn.execute(
-            update(series)
-            .where(series.c.id == series_pk)
-            .values(
-                number_of_series_related_instances=series.c.number_of_series_related_instances
-                + delta
-            )
-        )
-        conn.execute(
-            update(studies)
-            .where(studies.c.id == study_pk)
-            .values(
-                number_of_study_related_instances=studies.c.number_of_study_related_instances
-                + delta,
-                number_of_study_related_series=studies.c.number_of_study_related_series + s,
-            )
-        )
-        conn.execute(
-            update(patients)
-            .where(patients.c.id == patient_pk)
-            .values(
-                number_of_patient_related_instances=(
-                    patients.c.number_of_patient_related_instances + delta
-                ),
-                number_of_patient_related_series=patients.c.number_of_patient_related_series + s,
-                number_of_patient_related_studies=patients.c.number_of_patient_related_studies + p,
-            )
-        )
+        conn.execute(_COUNT_SERIES, {"b_pk": series_pk, "b_i": delta})
+        conn.execute(_COUNT_STUDY, {"b_pk": study_pk, "b_i": delta, "b_s": s})
+        conn.execute(_COUNT_PATIENT, {"b_pk": patient_pk, "b_i": delta, "b_s": s, "b_p": p})
 
     @staticmethod
-    def _extend_study_lists(conn: Connection, study_pk: int, dataset: Dataset) -> None:
+    def _extend_study_lists(
+        conn: Connection,
+        study_pk: int,
+        current_modalities: str,
+        current_classes: str,
+        dataset: Dataset,
+    ) -> None:
         """Add this instance's Modality and SOP Class to the study's lists if they are new."""
-        current_modalities, current_classes = conn.execute(
-            select(studies.c.modalities_in_study, studies.c.sop_classes_in_study).where(
-                studies.c.id == study_pk
-            )
-        ).one()
         modalities = set(filter(None, current_modalities.split("\\")))
         classes = set(filter(None, current_classes.split("\\")))
         modality = str(dataset.get("Modality", "") or "").strip()
@@ -382,12 +403,12 @@ class IndexRepository:
         modalities.update(filter(None, [modality]))
         classes.add(sop_class)
         conn.execute(
-            update(studies)
-            .where(studies.c.id == study_pk)
-            .values(
-                modalities_in_study="\\".join(sorted(modalities)),
-                sop_classes_in_study="\\".join(sorted(classes)),
-            )
+            _STUDY_LISTS,
+            {
+                "b_pk": study_pk,
+                "b_modalities": "\\".join(sorted(modalities)),
+                "b_classes": "\\".join(sorted(classes)),
+            },
         )
 
     @staticmethod
@@ -457,11 +478,12 @@ class IndexRepository:
         conn: Connection, change_type: str, level: Level, uid: str, details: dict[str, Any]
     ) -> None:
         conn.execute(
-            changes.insert().values(
-                change_type=change_type,
-                level=level.value,
-                uid=uid,
-                details=details,
-                occurred_at=_now(),
-            )
+            _INSERT_CHANGE,
+            {
+                "change_type": change_type,
+                "level": level.value,
+                "uid": uid,
+                "details": details,
+                "occurred_at": _now(),
+            },
         )

@@ -71,6 +71,12 @@ class StagingWriter:
         self._buffer = bytearray()
         self.error: OSError | None = None
         self.size = 0
+        self.hasher: DualHasher | None = None
+
+    def track(self, dataset_offset: int) -> None:
+        """Hash everything written from now on (call before the first write), so the store
+        need not read the file again; the data set starts at ``dataset_offset``."""
+        self.hasher = DualHasher(dataset_offset)
 
     @property
     def file(self) -> StagingWriter:
@@ -82,6 +88,8 @@ class StagingWriter:
         if self.error is None:
             self._buffer += data
             self.size += len(data)
+            if self.hasher is not None:
+                self.hasher.update(data)
             if len(self._buffer) >= self.BUFFER:
                 self._spill()
         return len(data)
@@ -139,7 +147,9 @@ class FilesystemBlobStore:
             raise ValueError(f"not a blob key: {key!r}")
         return self.root / key[:6] / key[6:8] / key
 
-    def put_file(self, path: Path, *, dataset_offset: int, take: bool) -> BlobInfo:
+    def put_file(
+        self, path: Path, *, dataset_offset: int, take: bool, hashed: DualHasher | None = None
+    ) -> BlobInfo:
         """Make ``path``'s content a durable blob (see ``BlobStore.put_file``).
 
         A staging file of this store is moved into place; anything else is copied (and the
@@ -152,7 +162,10 @@ class FilesystemBlobStore:
         try:
             if in_staging:
                 with path.open("rb") as src:
-                    hasher = hash_stream(src, dataset_offset)
+                    if hashed is not None and hashed.offset == dataset_offset:
+                        hasher = hashed
+                    else:
+                        hasher = hash_stream(src, dataset_offset)
                     if self.fsync:
                         os.fsync(src.fileno())
             else:

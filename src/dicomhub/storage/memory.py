@@ -18,7 +18,9 @@ class MemoryBlobStore:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
 
-    def put_file(self, path: Path, *, dataset_offset: int, take: bool) -> BlobInfo:
+    def put_file(
+        self, path: Path, *, dataset_offset: int, take: bool, hashed: DualHasher | None = None
+    ) -> BlobInfo:
         """Read ``path`` into memory (and remove it when ``take``)."""
         data = path.read_bytes()
         if take:

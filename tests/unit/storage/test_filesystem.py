@@ -149,3 +149,17 @@ def test_memory_twin_has_same_contract(tmp_path: Path) -> None:
     assert store.sha256(info.key) == info.sha256
     store.delete(info.key)
     assert not store.exists(info.key)
+
+
+def test_checksums_computed_while_receiving_match_the_file(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path / "store")
+    writer = store.new_staging_file()
+    writer.track(4)
+    writer.write(b"META")
+    writer.write(b"D" * (writer.BUFFER * 2 + 7))
+    writer.finish()
+    data = Path(writer.name).read_bytes()
+    info = store.put_file(Path(writer.name), dataset_offset=4, take=True, hashed=writer.hasher)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.content_sha256 == hashlib.sha256(data[4:]).hexdigest()
+    assert store.sha256(info.key) == info.sha256

@@ -262,7 +262,9 @@ class Association:
             implementation_version=IMPLEMENTATION_VERSION,
         )
         meta.SourceApplicationEntityTitle = self.info.calling_ae_title
-        writer.write(b"\0" * 128 + b"DICM" + encode_file_meta(meta))
+        prefix = b"\0" * 128 + b"DICM" + encode_file_meta(meta)
+        writer.track(len(prefix))
+        writer.write(prefix)
         return writer
 
     def _on_data_fragment(self, context: AcceptedContext, item: pdu.PDV) -> None:
@@ -328,7 +330,10 @@ class Association:
                 raise CannotUnderstand("C-STORE request without a data set")
             await self._run(writer.finish)
             request = StoreRequest(
-                str(message.command.get("AffectedSOPClassUID", "")), sop_instance, Path(writer.name)
+                str(message.command.get("AffectedSOPClassUID", "")),
+                sop_instance,
+                Path(writer.name),
+                writer.hasher,
             )
             result = await self._run(self.engine.services.store.store, self.info, request)
         except DicomhubError as exc:

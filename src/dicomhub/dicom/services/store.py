@@ -8,6 +8,7 @@ from pathlib import Path
 from dicomhub.config import Service
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.ingest import Ingest, IngestRequest, StoreResult
+from dicomhub.storage.base import DualHasher
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class StoreRequest:
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
     path: Path
+    hashed: DualHasher | None = None
 
 
 class StoreService:
@@ -41,5 +43,6 @@ class StoreService:
                 calling_ae_title=association.calling_ae_title,
                 expected_sop_class_uid=request.affected_sop_class_uid,
                 expected_sop_instance_uid=request.affected_sop_instance_uid,
+                hashed=request.hashed,
             )
         )
