@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +23,7 @@ from pydicom.uid import UID
 
 from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
 
-UID_PATTERN = re.compile(r"^(0|[0-9]+)(\.(0|[0-9]+))*$")
+UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 BULK_THRESHOLD = 1024
 _LONG_LENGTH_VRS = {
     b"OB",
@@ -54,37 +56,45 @@ class ParsedHeader:
 
 
 def is_valid_uid(value: Any) -> bool:
-    """PS3.5 9.1: digits and dots, no empty component, at most 64 characters."""
+    """PS3.5 9.1: digits and dots, no empty component, no leading zero, at most 64 chars."""
     return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
 
 
 def read_header(path: Path) -> ParsedHeader:
-    """Parse ``path`` up to its pixel data and check the rest of the file is complete."""
+    """Parse ``path`` up to its pixel data and check the whole data set is complete.
+
+    Every element of the data set is walked by its declared length (sequences and
+    encapsulated pixel data item by item), so a value cut short anywhere is refused; pydicom
+    alone would return a short value silently.
+    """
     size = path.stat().st_size
     try:
         with path.open("rb") as fp:
             read_preamble(fp, False)
             meta = _read_file_meta_info(fp)
             offset = fp.tell()
-            fp.seek(0)
-            dataset = dcmread(fp, stop_before_pixels=True)
-            stop = fp.tell()
             syntax = str(meta.get("TransferSyntaxUID", ""))
             if not syntax:
                 raise CannotUnderstand("file meta has no TransferSyntaxUID")
-            if not UID(syntax).is_deflated and stop < size:
-                implicit, little = dataset.original_encoding
-                _check_tail(fp, stop, size, bool(implicit), bool(little))
+            fp.seek(0)
+            dataset = dcmread(fp, stop_before_pixels=True)
+            if len(dataset) == 0:
+                raise CannotUnderstand("file has no data set after its file meta")
+            implicit, little = dataset.original_encoding
+            if UID(syntax).is_deflated:
+                fp.seek(offset)
+                inflated = zlib.decompress(fp.read(), -zlib.MAX_WBITS)
+                _check_structure(BytesIO(inflated), 0, len(inflated), bool(implicit), bool(little))
+            else:
+                _check_structure(fp, offset, size, bool(implicit), bool(little))
     except InvalidDicomError as exc:
         raise CannotUnderstand(
             "not a DICOM Part 10 file: no 128-byte preamble, 'DICM' prefix and file meta"
         ) from exc
     except CannotUnderstand:
         raise
-    except Exception as exc:  # pydicom raises many types on damaged input
-        raise CannotUnderstand(f"unreadable DICOM header: {_first_line(exc)}") from exc
-    if len(dataset) == 0:
-        raise CannotUnderstand("file has no data set after its file meta")
+    except Exception as exc:  # pydicom and zlib raise many types on damaged input
+        raise CannotUnderstand(f"unreadable DICOM data: {_first_line(exc)}") from exc
     return ParsedHeader(dataset, offset, syntax, size)
 
 
@@ -93,17 +103,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def _check_tail(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> None:
-    """Walk the top-level elements from ``start`` and check each fits inside the file.
-
-    The encoding is the one the header was actually read with, which pydicom corrects when a
-    file's elements contradict its transfer syntax.
-    """
+def _check_structure(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> None:
+    """Walk every element from ``start`` and check each fits inside the data."""
     fp.seek(start)
     endian = "<" if little else ">"
     end = _walk(fp, size, endian, implicit, until=None, depth=0)
     if end > size:
-        raise CannotUnderstand(f"file is truncated: {end - size} bytes missing after pixel data")
+        raise CannotUnderstand(f"file is truncated: {end - size} bytes missing")
 
 
 def _read_header(fp: BinaryIO, endian: str, implicit: bool) -> tuple[int, bytes, int, int]:

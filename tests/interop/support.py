@@ -5,7 +5,8 @@
   algorithm on otherwise, which adds a delayed-ACK wait to every DIMSE exchange.
 * Part 10 files are split into their file meta elements and the raw data set bytes that follow,
   without decoding or re-encoding anything, so stored objects can be compared byte for byte.
-* dicomhub's SQLite index is opened read-only; blobs are read from ``DATA_DIR/storage/ab/cd/key``.
+* dicomhub's SQLite index is opened read-only; a blob is the file named by its key under
+  ``DATA_DIR/storage`` (outside ``storage/.staging``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,37 @@ STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 DCMTK_TOOLS = ("echoscu", "storescu", "dcmsend", "findscu", "storescp")
-MISSING_DCMTK = [tool for tool in DCMTK_TOOLS if shutil.which(tool) is None]
+
+
+def _find_dcmtk(name: str) -> str | None:
+    """The absolute path of DCMTK's ``name``.
+
+    pynetdicom installs console scripts with the same names (echoscu, findscu, storescu,
+    storescp) in the virtualenv, so the first one on PATH is not necessarily DCMTK's: each
+    candidate must identify itself as DCMTK in its ``--version`` output.
+    """
+    folders = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]
+    for folder in dict.fromkeys(f for f in folders if f):
+        candidate = Path(folder) / name
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            continue
+        try:
+            version = subprocess.run(
+                [str(candidate), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "$dcmtk:" in version.stdout + version.stderr:
+            return str(candidate)
+    return None
+
+
+DCMTK = {name: path for name in DCMTK_TOOLS if (path := _find_dcmtk(name)) is not None}
+MISSING_DCMTK = [tool for tool in DCMTK_TOOLS if tool not in DCMTK]
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
 needs_dcmtk = pytest.mark.skipif(
@@ -53,6 +84,21 @@ needs_orthanc = pytest.mark.skipif(
     not os.access(ORTHANC, os.X_OK),
     reason=f"Orthanc not found ({ORTHANC}; apt-get install orthanc)",
 )
+
+
+def _engine() -> str:
+    """The DICOM engine the hubs run: $DICOMHUB_INTEROP_ENGINE, else dicomhub's default."""
+    chosen = os.environ.get("DICOMHUB_INTEROP_ENGINE", "")
+    if chosen:
+        return chosen
+    from dicomhub.config import Settings
+
+    field = Settings.model_fields.get("engine")
+    return str(field.default) if field is not None else "pynetdicom"
+
+
+ENGINE = _engine()
+"""Engine-specific xfail marks use this; ``running_hub`` passes it on as DICOMHUB_ENGINE."""
 
 # Transfer syntaxes ---------------------------------------------------------------------------
 
@@ -113,6 +159,8 @@ def run_tool(
 ) -> subprocess.CompletedProcess[str]:
     """Run a DCMTK tool (bounded by ``timeout``) and capture its output as text."""
     argv: list[str | bytes] = [a if isinstance(a, bytes) else os.fspath(a) for a in args]
+    if isinstance(argv[0], str):
+        argv[0] = DCMTK.get(argv[0], argv[0])
     return subprocess.run(
         argv,
         capture_output=True,
@@ -141,7 +189,9 @@ def echo_statuses(text: str) -> list[int]:
     statuses = []
     for detail in re.findall(r"Received Echo Response \(([^)\n]*)\)", text):
         number = re.search(r"0x([0-9a-fA-F]+)", detail)
-        statuses.append(0x0000 if detail == "Success" else int(number.group(1), 16) if number else -1)
+        statuses.append(
+            0x0000 if detail == "Success" else int(number.group(1), 16) if number else -1
+        )
     return statuses
 
 
@@ -177,7 +227,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 # DICOM Part 10 files -------------------------------------------------------------------------
 
 _LONG_LENGTH_VRS = {
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
 }
 
 
@@ -250,19 +312,23 @@ def _meta_element(tag: int, vr: bytes, value: bytes) -> bytes:
     return head + struct.pack("<H", len(value)) + value
 
 
-def encode_part10(dataset: bytes, *, sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+def encode_part10(
+    dataset: bytes, *, sop_class: str, sop_instance: str, transfer_syntax: str
+) -> bytes:
     """A Part 10 file around raw data set bytes, with exactly the given file meta UIDs.
 
     The values are written as given, valid or not: this is how the tests craft C-STORE
     requests whose command UIDs (taken from the file meta) disagree with the data set.
     """
-    body = b"".join([
-        _meta_element(0x00020001, b"OB", b"\x00\x01"),
-        _meta_element(0x00020002, b"UI", sop_class.encode("ascii")),
-        _meta_element(0x00020003, b"UI", sop_instance.encode("ascii")),
-        _meta_element(0x00020010, b"UI", transfer_syntax.encode("ascii")),
-        _meta_element(0x00020012, b"UI", f"{UID_ROOT}.1".encode("ascii")),
-    ])
+    body = b"".join(
+        [
+            _meta_element(0x00020001, b"OB", b"\x00\x01"),
+            _meta_element(0x00020002, b"UI", sop_class.encode("ascii")),
+            _meta_element(0x00020003, b"UI", sop_instance.encode("ascii")),
+            _meta_element(0x00020010, b"UI", transfer_syntax.encode("ascii")),
+            _meta_element(0x00020012, b"UI", f"{UID_ROOT}.1".encode("ascii")),
+        ]
+    )
     group_length = _meta_element(0x00020000, b"UL", struct.pack("<L", len(body)))
     return b"\x00" * 128 + b"DICM" + group_length + body + dataset
 
@@ -343,7 +409,7 @@ def part10_corpus() -> dict[str, Path]:
     return corpus
 
 
-def testdata(name: str) -> Path:
+def sample(name: str) -> Path:
     """One of pydicom's (or pydicom-data's) test files by name."""
     for path in [*pydicom_test_files(), *pydicom_data_files()]:
         if path.name == name:
@@ -415,19 +481,21 @@ class Hub:
         """Everything the server logged so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        """The first log match of ``pattern``, waiting up to ``timeout`` seconds for it."""
+    def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> re.Match[str]:
+        """The first match of ``pattern`` in the log after offset ``since``, waiting for it."""
         regex = re.compile(pattern)
         found: list[re.Match[str]] = []
 
         def seen() -> bool:
-            match = regex.search(self.log())
+            match = regex.search(self.log()[since:])
             if match:
                 found.append(match)
             return match is not None
 
         if not wait_until(seen, timeout):
-            raise AssertionError(f"no dicomhub log line matches {pattern!r}; log:\n{self.log()}")
+            raise AssertionError(
+                f"no dicomhub log line matches {pattern!r}; end of log:\n{self.log()[-3000:]}"
+            )
         return found[0]
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
@@ -468,7 +536,7 @@ class Hub:
     def count(self, table: str) -> int:
         """Number of rows of an index table."""
         assert table in INDEX_TABLES
-        return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+        return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])
 
     def instance(self, sop_instance_uid: str) -> StoredInstance | None:
         """The indexed instance with this SOP Instance UID, with its attachment."""
@@ -504,13 +572,21 @@ class Hub:
         )
 
     def blob_path(self, key: str) -> Path:
-        """Where the blob ``key`` lives: storage/ab/cd/<key>."""
+        """Where the blob ``key`` lives: a file named ``key`` under storage/ (not staging).
+
+        The fan-out folders (storage/ab/cd/<key> or similar) are the store's business; the
+        test only requires exactly one such file.
+        """
         assert re.fullmatch(r"[0-9a-f]{32}", key), f"not a blob key: {key!r}"
-        return self.storage_dir / key[:2] / key[2:4] / key
+        found = [p for p in self.blob_files() if p.name == key]
+        assert len(found) <= 1, f"blob {key} is stored {len(found)} times: {found}"
+        return found[0] if found else self.storage_dir / "missing" / key
 
     def blob(self, key: str) -> bytes:
-        """A blob's bytes."""
-        return self.blob_path(key).read_bytes()
+        """A blob's bytes (the blob must exist)."""
+        path = self.blob_path(key)
+        assert path.is_file(), f"blob {key} named by the index is not in {self.storage_dir}"
+        return path.read_bytes()
 
     def blob_files(self) -> list[Path]:
         """Every blob file (the staging area excluded)."""
@@ -557,13 +633,17 @@ def running_hub(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DICOMHUB_")}
-    environment.update({
-        "DICOMHUB_AE_TITLE": HUB_AE,
-        "DICOMHUB_DICOM_PORT": str(free_port()),
-        "DICOMHUB_BIND": HOST,
-        "DICOMHUB_DATA_DIR": str(workdir / "data"),
-        "DICOMHUB_LOG_LEVEL": "INFO",
-    })
+    environment.update(
+        {
+            "DICOMHUB_AE_TITLE": HUB_AE,
+            "DICOMHUB_DICOM_PORT": str(free_port()),
+            "DICOMHUB_BIND": HOST,
+            "DICOMHUB_DATA_DIR": str(workdir / "data"),
+            "DICOMHUB_LOG_LEVEL": "INFO",
+        }
+    )
+    if os.environ.get("DICOMHUB_INTEROP_ENGINE"):
+        environment["DICOMHUB_ENGINE"] = ENGINE
     if config is not None:
         config_path = workdir / "dicomhub.toml"
         config_path.write_text(config, encoding="utf-8")
@@ -668,8 +748,18 @@ def dcmsend_argv(
 ) -> list[Arg]:
     """dcmsend of ``files`` (each proposed in its own transfer syntax) with a report file."""
     return [
-        "dcmsend", "-nh", "-aet", "DCMSEND", "-aec", called_ae, "+crf", report, *options,
-        HOST, str(port), *files,
+        "dcmsend",
+        "-nh",
+        "-aet",
+        "DCMSEND",
+        "-aec",
+        called_ae,
+        "+crf",
+        report,
+        *options,
+        HOST,
+        str(port),
+        *files,
     ]
 
 
@@ -724,8 +814,18 @@ class DcmtkReference:
         out.mkdir(parents=True, exist_ok=True)
         with (self.root / f"storescp{option}.log").open("wb") as log:
             process = subprocess.Popen(
-                ["storescp", "-aet", REFERENCE_AE, "+B", option, "+uf", "-dhl", "-od", str(out),
-                 str(port)],
+                [
+                    DCMTK["storescp"],
+                    "-aet",
+                    REFERENCE_AE,
+                    "+B",
+                    option,
+                    "+uf",
+                    "-dhl",
+                    "-od",
+                    str(out),
+                    str(port),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -787,8 +887,20 @@ def findscu(
     """
     assert model in {"P", "S"}
     out = Path(tempfile.mkdtemp(prefix="find-", dir=workdir))
-    argv: list[Arg] = ["findscu", "-d", f"-{model}", "-aet", calling_ae, "-aec", hub.ae_title,
-                       "-X", "-od", out, HOST, str(hub.port)]
+    argv: list[Arg] = [
+        "findscu",
+        "-d",
+        f"-{model}",
+        "-aet",
+        calling_ae,
+        "-aec",
+        hub.ae_title,
+        "-X",
+        "-od",
+        out,
+        HOST,
+        str(hub.port),
+    ]
     for key in keys:
         argv += ["-k", key]
     result = run_tool(argv, timeout=60)
@@ -796,7 +908,7 @@ def findscu(
     statuses = dimse_statuses(text)
     assert statuses, f"findscu got no C-FIND response:\n{text}"
     comment = re.findall(r"\(0000,0902\) LO \[(.*?)\]", text)
-    matches = [pydicom.dcmread(p, force=True) for p in sorted(out.glob("rsp*.dcm"))]
+    matches: list[Dataset] = [pydicom.dcmread(p, force=True) for p in sorted(out.glob("rsp*.dcm"))]
     return FindOutcome(statuses[-1], comment[-1] if comment else "", matches, text)
 
 
@@ -811,3 +923,54 @@ def element_values(dataset: Dataset, keyword: str) -> list[str]:
         return [str(value)]
     return [str(v) for v in value]
 
+
+# pynetdicom as a precise SCU ------------------------------------------------------------------
+
+
+def _nodelay(event: Any) -> None:
+    sock = event.assoc.dul.socket.socket
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+@contextlib.contextmanager
+def association(
+    hub: Hub, contexts: Sequence[tuple[str, str]], *, calling_ae: str = "CRAFTER"
+) -> Iterator[Any]:
+    """A pynetdicom association with ``hub`` proposing (SOP class, transfer syntax) contexts."""
+    from pynetdicom import AE, evt
+
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for sop_class, transfer_syntax in contexts:
+        ae.add_requested_context(sop_class, transfer_syntax)
+    assoc = ae.associate(
+        HOST, hub.port, ae_title=hub.ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)]
+    )
+    assert assoc.is_established, f"dicomhub did not accept the association:\n{hub.log()[-2000:]}"
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def store_raw(hub: Hub, path: Path, *, calling_ae: str = "CRAFTER") -> Dataset:
+    """C-STORE a Part 10 file's data set bytes exactly as they are (pynetdicom chunked mode).
+
+    The command's Affected SOP Class/Instance UIDs are the file meta's (0002,0002)/(0002,0003),
+    the presentation context is (meta SOP class, meta transfer syntax).  Returns the response
+    status data set (empty when the association was aborted).
+    """
+    from pynetdicom import _config
+
+    part = read_part10(path)
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        contexts = [(part.sop_class_uid, part.transfer_syntax)]
+        with association(hub, contexts, calling_ae=calling_ae) as assoc:
+            status: Dataset = assoc.send_c_store(path)
+            return status
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous

@@ -24,6 +24,7 @@ def _testdata(name: str) -> Path:
     [
         ("1.2.840.10008.5.1.4.1.1.2", True),
         ("1.2.3.0.4", True),
+        ("1.2.03.4", False),  # leading zero in a component
         ("../x", False),
         ("1.2.3a", False),
         ("1.2..3", False),
@@ -70,6 +71,11 @@ def test_valid_test_files_are_read(name: str) -> None:
 def test_truncated_pixel_data_is_refused() -> None:
     with pytest.raises(CannotUnderstand, match="truncated"):
         read_header(_testdata("MR_truncated.dcm"))
+
+
+def test_value_cut_inside_a_sequence_is_refused() -> None:
+    with pytest.raises(CannotUnderstand, match=r"truncated: element \(300A,00B0\)"):
+        read_header(_testdata("rtplan_truncated.dcm"))
 
 
 def test_truncated_encapsulated_pixel_data_is_refused(tmp_path: Path) -> None:

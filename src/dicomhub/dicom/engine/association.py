@@ -120,6 +120,9 @@ class Association:
             self._send_abort(pdu.REASON_NOT_SPECIFIED)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             LOG.warning("association %s: connection lost (%s)", self.info, type(exc).__name__)
+        except Exception:
+            LOG.exception("association %s aborted after an internal error", self.info)
+            self._send_abort(pdu.REASON_NOT_SPECIFIED)
         finally:
             await self._close()
 

@@ -84,6 +84,32 @@ def reject(result: int, source: int, diagnostic: int) -> bytes:
     return HEADER.pack(A_ASSOCIATE_RJ, 0, 4) + bytes((0, result, source, diagnostic))
 
 
+def _in_requestor_order(
+    proposed: list[PresentationContext], supported: list[PresentationContext]
+) -> list[PresentationContext]:
+    """The supported contexts with transfer syntaxes in the requestor's order of preference.
+
+    ``negotiate_as_acceptor`` takes the acceptor's first transfer syntax that was proposed;
+    ordering ours like the requestor's makes it take the requestor's first supported one, so
+    an object arrives in the transfer syntax the sender prefers (usually its own).
+    """
+    preferred: dict[str, list[str]] = {}
+    for context in proposed:
+        order = preferred.setdefault(str(context.abstract_syntax), [])
+        order.extend(t for t in context.transfer_syntax if t not in order)
+    result = []
+    for base in supported:
+        wanted = preferred.get(str(base.abstract_syntax))
+        if wanted is None:
+            continue
+        first: list[str | bytes | UID] = [t for t in wanted if t in base.transfer_syntax]
+        context = PresentationContext()
+        context.abstract_syntax = base.abstract_syntax
+        context.transfer_syntax = first + [t for t in base.transfer_syntax if t not in first]
+        result.append(context)
+    return result
+
+
 def accept(
     request: AssociationRequest, contexts: list[PresentationContext], max_pdu: int
 ) -> tuple[bytes, dict[int, AcceptedContext]]:
@@ -94,8 +120,9 @@ def accept(
         for item in primitive.user_information
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid
     }
+    proposed = primitive.presentation_context_definition_list
     results, role_items = negotiate_as_acceptor(
-        primitive.presentation_context_definition_list, contexts, roles or None
+        proposed, _in_requestor_order(proposed, contexts), roles or None
     )
     answer = A_ASSOCIATE()
     answer.application_context_name = APPLICATION_CONTEXT
