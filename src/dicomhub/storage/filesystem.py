@@ -98,14 +98,15 @@ class StagingWriter:
         """Buffered on purpose: data reaches the file at ``finish``/full buffer only."""
 
     def _spill(self) -> None:
+        # Swap rather than clear: a failed write's traceback may still hold a view of it.
+        data, self._buffer = self._buffer, bytearray()
         if self._fd is None or self.error is not None:
             return
         try:
-            _write_all(self._fd, self._buffer)
+            _write_all(self._fd, data)
         except OSError as exc:
             self.error = exc
             LOG.warning("writing staging file %s failed: %s", self.path.name, exc)
-        self._buffer.clear()
 
     def finish(self) -> None:
         """Write what is buffered and close; raise ``OutOfResources`` if any write failed."""
