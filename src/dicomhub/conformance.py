@@ -36,10 +36,23 @@ class SOPClassSupport:
     transfer_syntaxes: tuple[UID, ...]
 
 
+def _storage_uids() -> set[str]:
+    """Every storage SOP class pynetdicom or pydicom knows, retired and trial ones included."""
+    from pydicom._uid_dict import UID_dictionary
+
+    uids = set(_STORAGE_CLASSES.values())
+    for uid, (name, kind, *_rest) in UID_dictionary.items():
+        if kind == "SOP Class" and "Storage" in name and not any(
+            word in name for word in ("Commitment", "Directory")
+        ):
+            uids.add(uid)
+    return uids
+
+
 def _storage_classes() -> list[SOPClassSupport]:
     return [
         SOPClassSupport(UID(uid), UID(uid).name, Service.STORAGE, "SCP", ALL_TRANSFER_SYNTAXES)
-        for uid in sorted(set(_STORAGE_CLASSES.values()), key=lambda u: UID(u).name)
+        for uid in sorted(_storage_uids(), key=lambda u: (UID(u).name, u))
     ]
 
 

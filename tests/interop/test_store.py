@@ -81,9 +81,9 @@ REFUSED: dict[str, tuple[int, str]] = {
     "badVR.dcm": (0xC000, r"NumberOfFrames"),
 }
 
-# Ultrasound Image Storage (Retired), 1.2.840.10008.5.1.4.1.1.6: not in dicomhub's registry, so
-# the presentation context is rejected and dcmsend cannot send them.
-NO_PRESENTATION_CONTEXT = {"color-pl.dcm", "color-px.dcm"}
+# Files whose presentation context dicomhub must reject (none: retired storage SOP classes such
+# as Ultrasound Image Storage (Retired) of color-pl.dcm and color-px.dcm are accepted too).
+NO_PRESENTATION_CONTEXT: set[str] = set()
 
 # Every element of these data sets is encoded with VR UN.  DCMTK then reads the SOP Class UID
 # as the text "31\2e\32..." and sends a C-STORE-RQ whose Affected SOP Class UID is "31", which
