@@ -42,8 +42,10 @@ def _storage_uids() -> set[str]:
 
     uids = set(_STORAGE_CLASSES.values())
     for uid, (name, kind, *_rest) in UID_dictionary.items():
-        if kind == "SOP Class" and "Storage" in name and not any(
-            word in name for word in ("Commitment", "Directory")
+        if (
+            kind == "SOP Class"
+            and "Storage" in name
+            and not any(word in name for word in ("Commitment", "Directory"))
         ):
             uids.add(uid)
     return uids
