@@ -226,6 +226,16 @@ class Dicomhub(Receiver):
         return found
 
 
+class DicomhubWorkers(Dicomhub):
+    """``dicomhub serve`` with two worker processes sharing the port (SO_REUSEPORT)."""
+
+    name = "dicomhub-2w"
+
+    def environment(self) -> dict[str, str]:
+        """The plain dicomhub settings plus ``DICOMHUB_WORKERS=2``."""
+        return {**super().environment(), "DICOMHUB_WORKERS": "2"}
+
+
 class Orthanc(Receiver):
     """Orthanc with its default SQLite index and storage area in a fresh folder."""
 
@@ -295,6 +305,6 @@ class StoreSCPFork(StoreSCP):
 
 
 RECEIVERS: dict[str, type[Receiver]] = {
-    r.name: r for r in (Dicomhub, Orthanc, StoreSCP, StoreSCPFork)
+    r.name: r for r in (Dicomhub, DicomhubWorkers, Orthanc, StoreSCP, StoreSCPFork)
 }
-DEFAULT_RECEIVERS = ["dicomhub", "orthanc", "storescp"]
+DEFAULT_RECEIVERS = ["dicomhub", "dicomhub-2w", "orthanc", "storescp"]

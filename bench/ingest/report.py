@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 MB = 1_000_000
 RECEIVER_LABELS = {
     "dicomhub": "dicomhub",
+    "dicomhub-2w": "dicomhub 2 workers",
     "orthanc": "Orthanc",
     "storescp": "storescp",
     "storescp-fork": "storescp --fork",
@@ -129,15 +130,16 @@ def _config_name(m: Measurement) -> str:
 
 
 def ratio_table(results: list[Measurement]) -> str:
-    """dicomhub / Orthanc and dicomhub / storescp per metric, one column per configuration."""
+    """Each dicomhub variant / Orthanc and / storescp per metric, one column per configuration."""
     by_key = {(m.receiver, _config_name(m)): m for m in results}
     configs = list(dict.fromkeys(_config_name(m) for m in results))
+    variants = [v for v in ("dicomhub", "dicomhub-2w") if any(m.receiver == v for m in results)]
     rows = []
     for index, metric in enumerate(METRIC_NAMES):
-        for other in ("orthanc", "storescp"):
-            cells = [f"{metric}: dicomhub / {RECEIVER_LABELS[other]}"]
+        for variant, other in ((v, o) for v in variants for o in ("orthanc", "storescp")):
+            cells = [f"{metric}: {RECEIVER_LABELS[variant]} / {RECEIVER_LABELS[other]}"]
             for config in configs:
-                ours, theirs = by_key.get(("dicomhub", config)), by_key.get((other, config))
+                ours, theirs = by_key.get((variant, config)), by_key.get((other, config))
                 a = ours.metrics()[index] if ours else None
                 b = theirs.metrics()[index] if theirs else None
                 cells.append(_num(a / b, 2) if a is not None and b else "-")

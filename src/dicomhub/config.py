@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         "asyncio",
         description="DICOM network engine: dicomhub's own 'asyncio' engine, or 'pynetdicom'.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="DICOM listener processes sharing the port (SO_REUSEPORT, asyncio engine); "
+        "max_associations applies to each.",
+    )
     case_insensitive_pn: bool = Field(
         True, description="Match person names (PN) without regard to case in C-FIND."
     )

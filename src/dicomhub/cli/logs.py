@@ -15,7 +15,7 @@ def setup_logging(level: str) -> None:
     """
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -80,31 +78,20 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
 @app.command()
 def serve() -> None:
     """Run the DICOM server until interrupted (Ctrl-C or SIGTERM)."""
-    from dicomhub.dicom.server import create_listener
+    from dicomhub.cli.serve import StartupError
+    from dicomhub.cli.serve import serve as run_serve
 
     settings = _settings()
-    runtime = _runtime(settings)
-    server = create_listener(runtime)
     try:
-        server.start()
+        run_serve(settings)
     except OSError as exc:
         typer.echo(
             f"error: cannot listen on {settings.bind}:{settings.dicom_port}: {exc}", err=True
         )
         raise typer.Exit(2) from exc
-    LOG.info(
-        "dicomhub %s serving; data in %s, index %s",
-        __version__,
-        settings.data_dir.absolute(),
-        _display_url(settings),
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    LOG.info("shutting down")
-    server.stop()
-    runtime.close()
+    except (ValueError, StartupError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("import")

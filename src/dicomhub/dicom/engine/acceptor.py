@@ -83,7 +83,7 @@ class AsyncioDicomServer:
             reuse_address=True,
             reuse_port=self.reuse_port or None,
             backlog=128,
-            limit=2**20,
+            limit=2**19,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 
