@@ -23,6 +23,7 @@ from tests.interop.support import (
     ENGINE,
     EXPLICIT_LE,
     MR_IMAGE_STORAGE,
+    PYNETDICOM_ABORTS_ON_UNKNOWN_SOP_CLASS,
     UID_ROOT,
     Hub,
     HubFactory,
@@ -226,17 +227,8 @@ def test_unparseable_data_set_is_refused(hub: Hub, tmp_path: Path, data: bytes) 
 
 # Protocol-level trouble ----------------------------------------------------------------------
 
-ABORTS_ON_UNKNOWN_SOP_CLASS = pytest.mark.xfail(
-    ENGINE == "pynetdicom",
-    strict=True,
-    raises=AssertionError,
-    reason="dicomhub bug (pynetdicom engine): a C-STORE-RQ whose Affected SOP Class UID is not "
-    "a supported SOP class makes pynetdicom abort the association instead of answering "
-    "0x0122/0xA900; the rest of the transfer is lost and the staged data set is leaked",
-)
 
-
-@ABORTS_ON_UNKNOWN_SOP_CLASS
+@PYNETDICOM_ABORTS_ON_UNKNOWN_SOP_CLASS
 def test_unsupported_command_sop_class_gets_a_status_and_the_association_goes_on(
     start_hub: HubFactory, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ from tests.interop.support import (
     JPEG_BASELINE,
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
+    PYNETDICOM_ABORTS_ON_UNKNOWN_SOP_CLASS,
     RLE_LOSSLESS,
     Arg,
     DcmtkReference,
@@ -91,19 +92,11 @@ NO_PRESENTATION_CONTEXT: set[str] = set()
 # answer with a failure status (0x0122 SOP class not supported, or 0xA900 data set does not
 # match SOP class); dicomhub (pynetdicom) aborts the association instead.
 UNKNOWN_COMMAND_SOP_CLASS = {"rtdose_rle.dcm", "rtdose_rle_1frame.dcm", "explicit_VR-UN.dcm"}
-ABORT_ON_UNKNOWN_SOP_CLASS = pytest.mark.xfail(
-    ENGINE == "pynetdicom",
-    strict=True,
-    raises=AssertionError,
-    reason="dicomhub bug (pynetdicom engine): a C-STORE-RQ whose Affected SOP Class UID is not "
-    "a supported SOP class is answered with an A-ABORT (pynetdicom's dispatch raises "
-    "NotImplementedError) instead of a failure status; the staged data set is leaked",
-)
 
 
 def _corpus_params() -> list[object]:
     return [
-        pytest.param(name, marks=ABORT_ON_UNKNOWN_SOP_CLASS)
+        pytest.param(name, marks=PYNETDICOM_ABORTS_ON_UNKNOWN_SOP_CLASS)
         if name in UNKNOWN_COMMAND_SOP_CLASS
         else name
         for name in CORPUS

@@ -436,12 +436,12 @@ class IndexRepository:
             .all()
         )
         conn.execute(
-            update(studies)
-            .where(studies.c.id == study_pk)
-            .values(
-                modalities_in_study="\\".join(modalities),
-                sop_classes_in_study="\\".join(classes),
-            )
+            _STUDY_LISTS,
+            {
+                "b_pk": study_pk,
+                "b_modalities": "\\".join(modalities),
+                "b_classes": "\\".join(classes),
+            },
         )
 
     def _remove(self, conn: Connection, stored: StoredInstance) -> None:
