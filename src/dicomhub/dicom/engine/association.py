@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.dsutils import create_file_meta, decode, encode, encode_file_meta
+from pynetdicom.dsutils import decode, encode
 
 from dicomhub.conformance import PATIENT_ROOT_FIND
 from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
+from dicomhub.dicom.engine.filemeta import part10_prefix
 from dicomhub.dicom.engine.negotiation import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION,
@@ -257,15 +258,14 @@ class Association:
 
     def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> StagingWriter:
         writer = self.engine.blobs.new_staging_file(".dcm")
-        meta = create_file_meta(
-            sop_class_uid=command.get("AffectedSOPClassUID", ""),
-            sop_instance_uid=command.get("AffectedSOPInstanceUID", ""),
-            transfer_syntax=context.transfer_syntax,
-            implementation_uid=IMPLEMENTATION_CLASS_UID,
-            implementation_version=IMPLEMENTATION_VERSION,
+        prefix = part10_prefix(
+            sop_class_uid=str(command.get("AffectedSOPClassUID", "")),
+            sop_instance_uid=str(command.get("AffectedSOPInstanceUID", "")),
+            transfer_syntax_uid=str(context.transfer_syntax),
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION,
+            source_ae_title=self.info.calling_ae_title,
         )
-        meta.SourceApplicationEntityTitle = self.info.calling_ae_title
-        prefix = b"\0" * 128 + b"DICM" + encode_file_meta(meta)
         writer.track(len(prefix))
         writer.write(prefix)
         return writer
