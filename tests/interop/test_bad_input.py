@@ -20,7 +20,6 @@ from pydicom.dataset import Dataset
 
 from tests.interop.support import (
     CT_IMAGE_STORAGE,
-    ENGINE,
     EXPLICIT_LE,
     MR_IMAGE_STORAGE,
     PYNETDICOM_ABORTS_ON_UNKNOWN_SOP_CLASS,
@@ -250,17 +249,6 @@ def test_unsupported_command_sop_class_gets_a_status_and_the_association_goes_on
     assert hub.staging_files() == []
 
 
-LEAKS_STAGING_ON_ABORT = pytest.mark.xfail(
-    ENGINE == "pynetdicom",
-    strict=True,
-    raises=AssertionError,
-    reason="dicomhub bug (pynetdicom engine): when an association is aborted while a C-STORE "
-    "data set is being received, the StagingWriter (dicom/adapter.py _staging_file) is never "
-    "discarded: the file stays in storage/.staging, its descriptor open, until restart",
-)
-
-
-@LEAKS_STAGING_ON_ABORT
 def test_abort_during_c_store_leaves_nothing_behind(start_hub: HubFactory) -> None:
     from pynetdicom.dimse_messages import C_STORE_RQ
     from pynetdicom.dimse_primitives import C_STORE

@@ -126,6 +126,7 @@ class Handlers:
         """The visible table of bound events."""
         return [
             (evt.EVT_CONN_OPEN, self.on_connection_open),
+            (evt.EVT_CONN_CLOSE, self.on_connection_closed),
             (evt.EVT_ACCEPTED, self.on_accepted),
             (evt.EVT_RELEASED, self.on_released),
             (evt.EVT_ABORTED, self.on_aborted),
@@ -140,6 +141,14 @@ class Handlers:
         sock = event.assoc.dul.socket.socket
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @staticmethod
+    def on_connection_closed(event: Any) -> None:
+        """Drop a data set left half-received by an abort or a lost connection."""
+        message = getattr(event.assoc.dimse, "message", None)
+        writer = getattr(message, "_data_set_file", None)
+        if isinstance(writer, StagingWriter):
+            writer.discard()
 
     @staticmethod
     def on_accepted(event: Any) -> None:
