@@ -7,6 +7,7 @@ from io import BytesIO
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
 from pynetdicom.dsutils import create_file_meta
 
 from dicomhub.dicom.engine.filemeta import part10_prefix
@@ -23,10 +24,10 @@ def test_matches_pydicom() -> None:
     }
     ours = part10_prefix(**values)
     meta = create_file_meta(
-        sop_class_uid=values["sop_class_uid"],
-        sop_instance_uid=values["sop_instance_uid"],
-        transfer_syntax=values["transfer_syntax_uid"],
-        implementation_uid=values["implementation_class_uid"],
+        sop_class_uid=UID(values["sop_class_uid"]),
+        sop_instance_uid=UID(values["sop_instance_uid"]),
+        transfer_syntax=UID(values["transfer_syntax_uid"]),
+        implementation_uid=UID(values["implementation_class_uid"]),
         implementation_version=values["implementation_version_name"],
     )
     meta.SourceApplicationEntityTitle = values["source_ae_title"]
