@@ -611,7 +611,7 @@ class Hub:
     def staging_files(self) -> list[Path]:
         """Files left in the staging area."""
         staging = self.storage_dir / ".staging"
-        return sorted(p for p in staging.iterdir() if p.is_file()) if staging.is_dir() else []
+        return sorted(p for p in staging.rglob("*") if p.is_file()) if staging.is_dir() else []
 
     def snapshot(self) -> StoreSnapshot:
         """Row counts, blob files and staging files right now."""

@@ -4,17 +4,20 @@ Blobs live at ``root/<key[0:6]>/<key[6:8]>/<key>`` where ``key`` is chosen here,
 that arrived over the wire: 12 hex digits of the time in milliseconds then 20 random ones.
 Objects received together share a folder (a new one about every minute), so storing does not
 pay a folder creation and its fsyncs per object.  Files are first written in
-``root/.staging`` (same filesystem, so the final ``rename`` is atomic) and only become visible
+``root/.staging/<host>.<pid>`` (same filesystem, so the final ``rename`` is atomic; one folder
+per process, so a restarted process can tell a dead one's leftovers) and only become visible
 under their key once their content is on stable storage; the directory entry is made durable
 by an fsync of the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ from dicomhub.storage.base import CHUNK_SIZE, BlobInfo, DualHasher, hash_stream
 
 LOG = logging.getLogger(__name__)
 STAGING = ".staging"
+_STARTED = time.time()
 _RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 
@@ -132,7 +136,8 @@ class FilesystemBlobStore:
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.absolute()
-        self.staging = self.root / STAGING
+        self.staging_root = self.root / STAGING
+        self.staging = self.staging_root / f"{socket.gethostname()}.{os.getpid()}"
         self.fsync = fsync
         self.staging.mkdir(parents=True, exist_ok=True)
 
@@ -245,17 +250,41 @@ class FilesystemBlobStore:
         with self.open(key) as stream:
             return hash_stream(stream, 0).whole.hexdigest()
 
-    def clean_staging(self, older_than: float = 3600.0) -> int:
-        """Remove staging files left by interrupted transfers; returns how many."""
+    def clean_staging(self, older_than: float = 86400.0) -> int:
+        """Remove what interrupted transfers left in the staging area; returns how many files.
+
+        Folders of processes of this host that are gone are emptied at once; anything older
+        than ``older_than`` seconds (another host's crash) goes too.
+        """
         removed = 0
         limit = time.time() - older_than
-        for entry in self.staging.iterdir():
-            try:
-                if entry.stat().st_mtime < limit:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
+        host = socket.gethostname()
+        for folder in self.staging_root.iterdir():
+            name, _, pid = folder.name.rpartition(".")
+            dead = name == host and pid.isdigit() and not _alive(int(pid))
+            if folder == self.staging:
+                dead, limit = False, min(limit, _STARTED)  # a reused pid: older files are stale
+            entries = list(folder.iterdir()) if folder.is_dir() else [folder]
+            for entry in entries:
+                try:
+                    if dead or entry.stat().st_mtime < limit:
+                        entry.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+            if folder != self.staging and folder.is_dir() and (dead or not any(folder.iterdir())):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         if removed:
-            LOG.info("removed %d stale staging files", removed)
+            LOG.info("removed %d staging files left by interrupted transfers", removed)
         return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

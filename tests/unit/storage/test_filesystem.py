@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,26 @@ def test_delete_and_clean_staging(tmp_path: Path) -> None:
     fresh.write_bytes(b"x")
     assert store.clean_staging() == 1
     assert not stale.exists() and fresh.exists()
+
+
+def test_clean_staging_after_a_crash(tmp_path: Path) -> None:
+    """A dead process's folder is emptied at once; another host's files only when old."""
+    store = FilesystemBlobStore(tmp_path / "store")
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    dead = store.staging_root / f"{socket.gethostname()}.{exited.pid}"
+    dead.mkdir()
+    (dead / "half.dcm").write_bytes(b"x")
+    other_host = store.staging_root / "otherhost.123"
+    other_host.mkdir()
+    (other_host / "recent.dcm").write_bytes(b"x")
+    old = other_host / "old.dcm"
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    assert store.clean_staging() == 2
+    assert not dead.exists()
+    assert [p.name for p in other_host.iterdir()] == ["recent.dcm"]
+    assert store.staging.is_dir()
 
 
 def test_memory_twin_has_same_contract(tmp_path: Path) -> None:

@@ -143,6 +143,14 @@ class Association:
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
 
+    async def _await_peer_close(self) -> None:
+        """After A-ASSOCIATE-RJ or A-RELEASE-RP the requestor closes the transport (PS3.8
+        Sta13); wait for that, at most the ARTIM time, so it reads our answer first."""
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            async with asyncio.timeout(self.engine.acse_timeout):
+                while await self.reader.read(65536):
+                    pass
+
     def _send_abort(self, reason: int) -> None:
         if not self.writer.is_closing():
             self.writer.write(pdu.abort(pdu.SOURCE_PROVIDER, reason))
@@ -185,6 +193,7 @@ class Association:
             )
             self.writer.write(reject(refusal.result, refusal.source, refusal.diagnostic))
             await self.writer.drain()
+            await self._await_peer_close()
             return False
         answer, self.contexts = accept(request, self.engine.contexts, self.engine.max_pdu)
         self.peer_max_pdu = request.peer_max_pdu
@@ -211,6 +220,7 @@ class Association:
                 self.writer.write(pdu.release_rp())
                 await self.writer.drain()
                 LOG.info("association released: %s", self.info)
+                await self._await_peer_close()
                 return
             elif pdu_type == pdu.A_ABORT:
                 LOG.warning("association aborted by the peer: %s", self.info)
