@@ -73,3 +73,55 @@ def associate(
     if assoc.is_established and assoc.dul.socket and assoc.dul.socket.socket:
         assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return assoc
+
+
+def associate_request(calling: str, called: str, *abstract_syntaxes: str) -> bytes:
+    """An A-ASSOCIATE-RQ PDU built with pynetdicom's codec, for raw-socket tests."""
+    from pynetdicom import pdu as pdus
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+    )
+    from pynetdicom.presentation import build_context
+
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = called
+    contexts = []
+    for index, syntax in enumerate(abstract_syntaxes or ("1.2.840.10008.1.1",)):
+        context = build_context(syntax, ["1.2.840.10008.1.2"])
+        context.context_id = 2 * index + 1
+        contexts.append(context)
+    primitive.presentation_context_definition_list = contexts
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = 16384
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.826.0.1.3680043.10.999"
+    primitive.user_information = [maximum, implementation]
+    encoded = pdus.A_ASSOCIATE_RQ()
+    encoded.from_primitive(primitive)
+    return bytes(encoded.encode())
+
+
+def association_answer(server: Listener, calling: str, called: str = "DICOMHUB") -> bytes:
+    """Send an A-ASSOCIATE-RQ on a raw socket and return the first PDU of the answer.
+
+    (pynetdicom's requestor can mistake a fast A-ASSOCIATE-RJ for a failed connection, so
+    refusals are checked on the wire.)
+    """
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(associate_request(calling, called))
+        answer = b""
+        while len(answer) < 6 or len(answer) < 6 + int.from_bytes(answer[2:6], "big"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+def rejection(result: int, source: int, diagnostic: int) -> bytes:
+    """The A-ASSOCIATE-RJ PDU with these codes."""
+    return bytes((0x03, 0, 0, 0, 0, 4, 0, result, source, diagnostic))

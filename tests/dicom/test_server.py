@@ -30,7 +30,12 @@ from dicomhub.index.query import FindService, InformationModel
 from dicomhub.index.schema import instances
 from dicomhub.runtime import Runtime
 from dicomhub.storage import filesystem
-from tests.dicom.conftest import ServerFactory, associate
+from tests.dicom.conftest import (
+    ServerFactory,
+    associate,
+    association_answer,
+    rejection,
+)
 from tests.factories import make_dataset, write_file
 
 
@@ -342,8 +347,7 @@ def test_unknown_calling_ae_refused_when_restricted(
 ) -> None:
     peers = {"ct": PeerConfig(ae_title="CT1", host="127.0.0.1", port=104)}
     server = server_factory(allow_unknown_calling_ae=False, peers=peers)
-    refused = associate(server, [Verification], calling="STRANGER")
-    assert refused.is_rejected
+    assert association_answer(server, "STRANGER") == rejection(1, 1, 3)
     assert "calling AE title 'STRANGER' is not a declared peer" in caplog.text
     accepted = associate(server, [Verification], calling="CT1")
     assert accepted.is_established
@@ -354,8 +358,7 @@ def test_called_ae_checked_when_configured(
     server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = server_factory(check_called_ae=True)
-    assoc = associate(server, [Verification], called="ANY-SCP")
-    assert assoc.is_rejected
+    assert association_answer(server, "TESTSCU", "ANY-SCP") == rejection(1, 1, 7)
     assert "called AE title 'ANY-SCP' is not 'DICOMHUB'" in caplog.text
 
 
@@ -386,8 +389,7 @@ def test_maximum_associations(
     server = server_factory(max_associations=1)
     first = associate(server, [Verification])
     try:
-        second = associate(server, [Verification])
-        assert second.is_rejected
+        assert association_answer(server, "SECOND") == rejection(2, 3, 2)
         assert "maximum of 1 associations reached" in caplog.text
     finally:
         first.release()

@@ -145,7 +145,12 @@ class FilesystemBlobStore:
 
     def new_staging_file(self, suffix: str = ".part") -> StagingWriter:
         """Open a new staging file for a receiver to stream into."""
-        return StagingWriter(self.staging / f"{uuid.uuid4().hex}{suffix}")
+        path = self.staging / f"{uuid.uuid4().hex}{suffix}"
+        try:
+            return StagingWriter(path)
+        except FileNotFoundError:  # the folder was removed behind our back: make it again
+            self.staging.mkdir(parents=True, exist_ok=True)
+            return StagingWriter(path)
 
     def path_for(self, key: str) -> Path:
         """Where the blob ``key`` lives."""
@@ -272,7 +277,7 @@ class FilesystemBlobStore:
                         removed += 1
                 except FileNotFoundError:
                     continue
-            if folder != self.staging and folder.is_dir() and (dead or not any(folder.iterdir())):
+            if dead and folder.is_dir():
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         if removed:

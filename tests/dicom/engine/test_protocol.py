@@ -7,19 +7,12 @@ import struct
 from pathlib import Path
 
 import pytest
-from pynetdicom import pdu as pdus
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine.pdu import p_data
 from dicomhub.dicom.server import Listener
-from tests.dicom.conftest import associate
+from tests.dicom.conftest import associate, associate_request
 from tests.factories import make_dataset
 
 ABORT = b"\x07\x00\x00\x00\x00\x04\x00\x00\x02"
@@ -38,24 +31,7 @@ def database_url(tmp_path: Path) -> str:
 
 
 def _request(*abstract_syntaxes: str) -> bytes:
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "RAWPEER"
-    primitive.called_ae_title = "DICOMHUB"
-    contexts = []
-    for index, syntax in enumerate(abstract_syntaxes):
-        context = build_context(syntax, ["1.2.840.10008.1.2"])
-        context.context_id = 2 * index + 1
-        contexts.append(context)
-    primitive.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = 16384
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.10.999"
-    primitive.user_information = [maximum, implementation]
-    encoded = pdus.A_ASSOCIATE_RQ()
-    encoded.from_primitive(primitive)
-    return bytes(encoded.encode())
+    return associate_request("RAWPEER", "DICOMHUB", *abstract_syntaxes)
 
 
 def _connect(server: Listener) -> socket.socket:

@@ -153,10 +153,16 @@ def test_clean_staging_after_a_crash(tmp_path: Path) -> None:
     old = other_host / "old.dcm"
     old.write_bytes(b"x")
     os.utime(old, (0, 0))
+    alive = store.staging_root / f"{socket.gethostname()}.{os.getppid()}"
+    alive.mkdir()  # a live process's (empty) folder is left alone
     assert store.clean_staging() == 2
     assert not dead.exists()
+    assert alive.is_dir()
     assert [p.name for p in other_host.iterdir()] == ["recent.dcm"]
     assert store.staging.is_dir()
+    store.staging.rmdir()
+    writer = store.new_staging_file()  # recreated when removed behind the store's back
+    writer.discard()
 
 
 def test_memory_twin_has_same_contract(tmp_path: Path) -> None:
