@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from tests.dicom.conftest import (
     rejection,
 )
 from tests.factories import make_dataset, write_file
+from tests.faults import disk_full
 
 
 def _instance_count(server: Listener) -> int:
@@ -177,10 +177,7 @@ def test_disk_full_gives_a700_and_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def full(_fd: int, _data: bytes | bytearray | memoryview) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(filesystem, "_write_all", full)
+    monkeypatch.setattr(filesystem, "_write_all", disk_full)
     assoc = associate(server, [CTImageStorage])
     try:
         response = assoc.send_c_store(make_dataset(rows=512))

@@ -184,6 +184,24 @@ def run_tool(
     )
 
 
+def start_storescu(
+    files: Sequence[Path], port: int, *, calling: str = "STORESCU", verbose: bool = False
+) -> subprocess.Popen[bytes]:
+    """DCMTK storescu sending ``files`` to the hub in the background (output piped)."""
+    argv = [
+        DCMTK.get("storescu", "storescu"),
+        *(["-v"] if verbose else []),
+        "-aet",
+        calling,
+        "-aec",
+        HUB_AE,
+        HOST,
+        str(port),
+        *map(str, files),
+    ]
+    return subprocess.Popen(argv, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     """stdout and stderr of a finished tool (DCMTK logs to stderr)."""
     return f"{result.stdout}{result.stderr}"

@@ -20,7 +20,7 @@ import pytest
 from pydicom import dcmread
 
 from tests.factories import make_dataset, write_file
-from tests.interop.support import DCMTK, HOST, HUB_AE, dicomhub_command, running_hub, tool_env
+from tests.interop.support import dicomhub_command, running_hub, start_storescu
 
 pytestmark = pytest.mark.interop
 
@@ -46,20 +46,7 @@ def test_acknowledged_instances_survive_a_kill(tmp_path: Path, seed: int) -> Non
     ]
     workdir = tmp_path / "hub"
     with running_hub(workdir) as hub:
-        sender = subprocess.Popen(
-            [
-                DCMTK.get("storescu", "storescu"),
-                "-v",
-                "-aec",
-                HUB_AE,
-                HOST,
-                str(hub.port),
-                *map(str, files),
-            ],
-            env=tool_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        sender = start_storescu(files, hub.port, verbose=True)
         time.sleep(random.Random(seed).uniform(0.3, 1.2))
         os.kill(hub.process.pid, signal.SIGKILL)
         output, _ = sender.communicate(timeout=120)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.factories import make_dataset, write_file
-from tests.interop.support import DCMTK, HOST, HUB_AE, HubFactory, tool_env, wait_until
+from tests.interop.support import HubFactory, start_storescu, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -28,22 +27,7 @@ def test_four_senders_two_workers_nothing_lost(start_hub: HubFactory, tmp_path: 
         ]
         batches.append(files)
     processes = [
-        subprocess.Popen(
-            [
-                DCMTK.get("storescu", "storescu"),
-                "-aet",
-                f"SENDER{n}",
-                "-aec",
-                HUB_AE,
-                HOST,
-                str(hub.port),
-                *map(str, files),
-            ],
-            env=tool_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for n, files in enumerate(batches)
+        start_storescu(files, hub.port, calling=f"SENDER{n}") for n, files in enumerate(batches)
     ]
     for process in processes:
         output, _ = process.communicate(timeout=120)

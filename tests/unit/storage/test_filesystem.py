@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import socket
@@ -15,6 +14,7 @@ from dicomhub.errors import OutOfResources
 from dicomhub.storage import filesystem
 from dicomhub.storage.filesystem import FilesystemBlobStore
 from dicomhub.storage.memory import MemoryBlobStore
+from tests.faults import disk_full
 
 
 def _files(root: Path) -> list[Path]:
@@ -91,11 +91,7 @@ def test_disk_full_raises_out_of_resources_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FilesystemBlobStore(tmp_path / "store")
-
-    def full(_fd: int, _data: bytes | bytearray | memoryview) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(filesystem, "_write_all", full)
+    monkeypatch.setattr(filesystem, "_write_all", disk_full)
     source = tmp_path / "in"
     source.write_bytes(b"data")
     with pytest.raises(OutOfResources, match="No space left"):
@@ -108,11 +104,7 @@ def test_staging_writer_remembers_write_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FilesystemBlobStore(tmp_path / "store")
-
-    def full(_fd: int, _data: bytes | bytearray | memoryview) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(filesystem, "_write_all", full)
+    monkeypatch.setattr(filesystem, "_write_all", disk_full)
     writer = store.new_staging_file()
     writer.write(b"x" * (writer.BUFFER + 1))  # spills, fails, does not raise
     writer.write(b"more")
