@@ -6,9 +6,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -429,3 +431,40 @@ def test_large_object_streams_with_flat_memory(server: Listener, tmp_path: Path)
     assert peak < 8 * 1024 * 1024, f"server peak traced memory {peak} bytes for 64 MiB"
     blob = _files(server)[0]
     assert blob.stat().st_size > 64 * 1024 * 1024
+
+
+def test_late_c_cancel_does_not_cancel_the_next_find(server: Listener) -> None:
+    ds = make_dataset(patient_name="LATE^CANCEL")
+    assoc = associate(server, [CTImageStorage, StudyRootQueryRetrieveInformationModelFind])
+    try:
+        assert assoc.send_c_store(ds).Status == 0
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.PatientName = "LATE*"
+        query.StudyInstanceUID = ""
+        model = StudyRootQueryRetrieveInformationModelFind
+        first = [s.Status for s, _ in assoc.send_c_find(query, model, msg_id=7)]
+        assoc.send_c_cancel(7, query_model=model)  # arrives after the find ended
+        second = [s.Status for s, _ in assoc.send_c_find(query, model, msg_id=7)]
+    finally:
+        assoc.release()
+    assert first == second == [0xFF00, 0x0000]
+
+
+def test_slow_request_is_not_an_idle_association(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle timer does not run while dicomhub itself is busy with a request."""
+    server = server_factory(network_timeout=1.0)
+    store = server.runtime.ingest.store
+
+    def slow_store(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(2.5)
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(server.runtime.ingest, "store", slow_store)
+    assoc = associate(server, [CTImageStorage])
+    try:
+        assert assoc.send_c_store(make_dataset()).Status == 0x0000
+    finally:
+        assoc.release()

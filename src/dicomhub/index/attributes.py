@@ -72,7 +72,6 @@ ATTRIBUTES: list[IndexedAttribute] = [
         ("StudyDescription", "LO", "study_description"),
         ("ReferringPhysicianName", "PN", "referring_physician_name"),
         ("NameOfPhysiciansReadingStudy", "PN", "name_of_physicians_reading_study"),
-        ("AdmittingDiagnosesDescription", "LO", "admitting_diagnoses_description"),
         ("PatientAge", "AS", "patient_age"),
         ("PatientSize", "DS", "patient_size"),
         ("PatientWeight", "DS", "patient_weight"),

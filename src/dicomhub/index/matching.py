@@ -152,8 +152,16 @@ class Matcher:
     def sql(
         self, column: ColumnElement[Any], *, integer: bool = False, multi_valued: bool = False
     ) -> ColumnElement[bool] | None:
-        """A condition on ``column`` true for every match (None: cannot help)."""
+        """A condition on ``column`` true for every match (None: cannot help).
+
+        It must never exclude a true match: where the database cannot follow the rules
+        (ranges inside lists, case folding beyond ASCII on SQLite), it gives up.
+        """
         if self.kind is MatchKind.UNIVERSAL:
+            return None
+        if self.case_insensitive and not all(v.isascii() for v in (self.value, *self.values)):
+            return None
+        if self.kind is MatchKind.LIST and self.vr in RANGE_VRS:
             return None
         if self.kind is MatchKind.LIST:
             if self.vr == "UI" and not multi_valued:
@@ -209,7 +217,7 @@ def parse_matcher(keyword: str, vr: str, raw: str, *, case_insensitive_pn: bool 
     if value == "" or (vr in WILDCARD_VRS and value.strip("*") == ""):
         return Matcher(keyword, vr, MatchKind.UNIVERSAL)
     if "\\" in value:
-        parts = value.split("\\")
+        parts = [p.rstrip(" ") if vr == "PN" else p.strip() for p in value.split("\\")]
         return Matcher(keyword, vr, MatchKind.LIST, values=parts, case_insensitive=insensitive)
     if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT_WITH_OFFSET.match(value)):
         low, _, high = value.partition("-")

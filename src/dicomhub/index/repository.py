@@ -274,7 +274,8 @@ class IndexRepository:
         new_study = study_row is None
         if study_row is None:
             patient_pk = self._upsert_patient(conn, dataset, charset, now)
-            self._insert_ignore(
+            # Another writer may have created it meanwhile: then it is not new for our counts.
+            new_study = self._insert_ignore(
                 conn,
                 studies,
                 {
@@ -290,7 +291,7 @@ class IndexRepository:
         series_pk = conn.execute(_SERIES, {"b_uid": series_uid}).scalar()
         new_series = series_pk is None
         if series_pk is None:
-            self._insert_ignore(
+            new_series = self._insert_ignore(
                 conn,
                 series,
                 {
@@ -366,9 +367,13 @@ class IndexRepository:
         )
 
     @staticmethod
-    def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> None:
+    def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
+        """INSERT unless the row exists (waiting for a concurrent writer); True if inserted."""
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+        statement = (
+            dialect.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+        )
+        return conn.execute(statement).first() is not None
 
     @staticmethod
     def _count(

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -76,6 +77,7 @@ class StagingWriter:
         self.error: OSError | None = None
         self.size = 0
         self.hasher: DualHasher | None = None
+        self._lock = threading.Lock()
 
     def track(self, dataset_offset: int) -> None:
         """Hash everything written from now on (call before the first write), so the store
@@ -104,10 +106,11 @@ class StagingWriter:
     def _spill(self) -> None:
         # Swap rather than clear: a failed write's traceback may still hold a view of it.
         data, self._buffer = self._buffer, bytearray()
-        if self._fd is None or self.error is not None:
-            return
         try:
-            _write_all(self._fd, data)
+            with self._lock:
+                if self._fd is None or self.error is not None:
+                    return
+                _write_all(self._fd, data)
         except OSError as exc:
             self.error = exc
             LOG.warning("writing staging file %s failed: %s", self.path.name, exc)
@@ -120,10 +123,11 @@ class StagingWriter:
             raise _resource_error(self.error, "write")
 
     def close(self) -> None:
-        """Close the descriptor (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Close the descriptor (idempotent, safe from two threads)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def discard(self) -> None:
         """Close and remove the staging file."""
@@ -140,6 +144,8 @@ class FilesystemBlobStore:
         self.staging = self.staging_root / f"{socket.gethostname()}.{os.getpid()}"
         self.fsync = fsync
         self.staging.mkdir(parents=True, exist_ok=True)
+        self._durable_dirs: set[Path] = set()
+        self._dirs_lock = threading.Lock()
 
     # Receiving --------------------------------------------------------------------------
 
@@ -170,6 +176,7 @@ class FilesystemBlobStore:
         final = self.path_for(key)
         in_staging = take and path.parent.resolve() == self.staging.resolve()
         staged = path if in_staging else self.staging / f"{key}.copy"
+        renamed = False
         try:
             if in_staging:
                 with path.open("rb") as src:
@@ -183,10 +190,11 @@ class FilesystemBlobStore:
                 hasher = self._copy_into(path, staged, dataset_offset)
             self._make_dirs(final.parent)
             os.rename(staged, final)
+            renamed = True
             if self.fsync:
                 _fsync_dir(final.parent)
         except OSError as exc:
-            staged.unlink(missing_ok=True)
+            (final if renamed else staged).unlink(missing_ok=True)
             if exc.errno in _RESOURCE_ERRNOS:
                 raise _resource_error(exc, "write") from exc
             raise
@@ -209,16 +217,23 @@ class FilesystemBlobStore:
         return hasher
 
     def _make_dirs(self, directory: Path) -> None:
-        if directory.is_dir():
+        """Make ``directory`` and its parent exist durably before a blob is renamed into it.
+
+        A folder counts as durable only once the fsync of its parent has returned, so a thread
+        that finds it made by another thread still waits for that (under the lock).
+        """
+        if directory in self._durable_dirs:
             return
-        created: list[Path] = []
-        for part in (directory.parent, directory):
-            if not part.is_dir():
+        with self._dirs_lock:
+            for part in (directory.parent, directory):
+                if part in self._durable_dirs:
+                    continue
                 part.mkdir(exist_ok=True)
-                created.append(part)
-        if self.fsync:
-            for part in created:
-                _fsync_dir(part.parent)
+                if self.fsync:
+                    _fsync_dir(part.parent)
+                if len(self._durable_dirs) > 4096:  # keys are time-ordered: old ones are cold
+                    self._durable_dirs.clear()
+                self._durable_dirs.add(part)
 
     # Reading and housekeeping -----------------------------------------------------------
 
@@ -267,12 +282,14 @@ class FilesystemBlobStore:
         for folder in self.staging_root.iterdir():
             name, _, pid = folder.name.rpartition(".")
             dead = name == host and pid.isdigit() and not _alive(int(pid))
+            folder_limit = limit
             if folder == self.staging:
-                dead, limit = False, min(limit, _STARTED)  # a reused pid: older files are stale
+                # Our pid may be a dead process's, reused: what predates our start is stale.
+                dead, folder_limit = False, max(limit, _STARTED)
             entries = list(folder.iterdir()) if folder.is_dir() else [folder]
             for entry in entries:
                 try:
-                    if dead or entry.stat().st_mtime < limit:
+                    if dead or entry.stat().st_mtime < folder_limit:
                         entry.unlink()
                         removed += 1
                 except FileNotFoundError:

@@ -172,3 +172,44 @@ def test_abort_in_the_middle_of_a_c_store_keeps_nothing(server: Listener) -> Non
     _still_serving(server)
     assert list(server.runtime.blobs.staging.iterdir()) == []
     assert server.runtime.repository.count_instances() == 0
+
+
+def test_command_must_fit_its_presentation_context(server: Listener) -> None:
+    """A C-STORE on a Verification context gets 0x0122 and stores nothing."""
+    ds = make_dataset()
+    with _established(server) as sock:
+        command = cmd.encode_command(
+            AffectedSOPClassUID=CTImageStorage,
+            CommandField=0x0001,
+            MessageID=3,
+            Priority=0,
+            CommandDataSetType=0x0000,
+            AffectedSOPInstanceUID=str(ds.SOPInstanceUID),
+        )
+        for chunk in p_data(1, True, command, 16384):
+            sock.sendall(chunk)
+        for chunk in p_data(1, False, b"\x08\x00\x16\x00\x00\x00\x00\x00", 16384):
+            sock.sendall(chunk)
+        response = cmd.decode_command(_read_pdu(sock)[12:])
+        assert response["Status"] == 0x0122
+        assert response["MessageIDBeingRespondedTo"] == 3
+        echo = cmd.encode_command(
+            AffectedSOPClassUID=Verification,
+            CommandField=0x0030,
+            MessageID=4,
+            CommandDataSetType=0x0101,
+        )
+        for chunk in p_data(1, True, echo, 16384):
+            sock.sendall(chunk)
+        assert cmd.decode_command(_read_pdu(sock)[12:])["Status"] == 0x0000
+    assert server.runtime.repository.count_instances() == 0
+    assert list(server.runtime.blobs.staging.iterdir()) == []
+
+
+def test_unknown_application_context_is_rejected(server: Listener) -> None:
+    request = bytearray(associate_request("RAWPEER", "DICOMHUB"))
+    at = request.find(b"1.2.840.10008.3.1.1.1")
+    request[at : at + 21] = b"1.2.840.10008.3.1.1.9"
+    with _connect(server) as sock:
+        sock.sendall(bytes(request))
+        assert _read_pdu(sock) == bytes((0x03, 0, 0, 0, 0, 4, 0, 1, 1, 2))

@@ -22,7 +22,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from dicomhub.conformance import PATIENT_ROOT_FIND
+from dicomhub.config import Service
+from dicomhub.conformance import PATIENT_ROOT_FIND, service_of
 from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
@@ -31,6 +32,7 @@ from dicomhub.dicom.engine.negotiation import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION,
     AcceptedContext,
+    ApplicationContextNotSupported,
     accept,
     decode_request,
     reject,
@@ -46,6 +48,7 @@ LOG = logging.getLogger("dicomhub.dicom")
 CONTROL_PDU_LIMIT = 1 << 20
 UNLIMITED_PDU_GUARD = 64 << 20
 IDENTIFIER_LIMIT = 16 << 20
+MAX_PENDING = 8
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Association:
         self.cancelled: set[int] = set()
         self.closed = threading.Event()
         self.worker: asyncio.Task[None] | None = None
+        self.busy = False
+        self.running_message_id: int | None = None
 
     # Life cycle -------------------------------------------------------------------------
 
@@ -157,7 +162,7 @@ class Association:
 
     # PDUs ---------------------------------------------------------------------------------
 
-    async def _read_pdu(self, timeout: float, limit: int) -> tuple[int, bytes, bytes]:
+    async def _read_pdu(self, timeout: float | None, limit: int) -> tuple[int, bytes, bytes]:
         header = await asyncio.wait_for(self.reader.readexactly(6), timeout)
         pdu_type, _, length = pdu.HEADER.unpack(header)
         if pdu_type not in pdu.KNOWN_TYPES:
@@ -176,7 +181,14 @@ class Association:
             raise pdu.ProtocolError(
                 f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}", pdu.REASON_UNEXPECTED_PDU
             )
-        request = decode_request(header + body)
+        try:
+            request = decode_request(header + body)
+        except ApplicationContextNotSupported as exc:
+            LOG.warning("association from %s refused: %s", self.info, exc)
+            self.writer.write(reject(1, 1, 2))
+            await self.writer.drain()
+            await self._await_peer_close()
+            return False
         self.info = AssociationInfo(
             request.calling_ae_title,
             request.called_ae_title,
@@ -209,13 +221,31 @@ class Association:
         )
         return True
 
+    def _read_timeout(self) -> float | None:
+        """How long the peer may stay silent now.
+
+        Inside a message: the DIMSE timeout.  While a request is queued or running the peer is
+        waiting for our answer, so no limit.  Otherwise: the idle (network) timeout.
+        """
+        if self.current is not None or self.command_buffer:
+            return self.engine.dimse_timeout
+        if self.queue.qsize() or self.busy:
+            return None
+        return self.engine.network_timeout
+
     async def _serve(self) -> None:
         limit = self.engine.max_pdu or UNLIMITED_PDU_GUARD
         while True:
-            pdu_type, _, body = await self._read_pdu(self.engine.network_timeout, limit)
+            pdu_type, _, body = await self._read_pdu(self._read_timeout(), limit)
             if pdu_type == pdu.P_DATA_TF:
                 self._on_p_data(body)
+                while self.queue.qsize() >= MAX_PENDING and not self.closed.is_set():
+                    await asyncio.sleep(0.005)  # a pipelining peer waits for the backlog
             elif pdu_type == pdu.A_RELEASE_RQ:
+                if self.current is not None or self.command_buffer:
+                    raise pdu.ProtocolError(
+                        "A-RELEASE-RQ in the middle of a DIMSE message", pdu.REASON_UNEXPECTED_PDU
+                    )
                 await self.queue.join()
                 self.writer.write(pdu.release_rp())
                 await self.writer.drain()
@@ -256,7 +286,14 @@ class Association:
         self.command_buffer.clear()
         field_ = command.get("CommandField")
         if field_ == cmd.C_CANCEL_RQ:
-            self.cancelled.add(int(command.get("MessageIDBeingRespondedTo") or 0))
+            target = int(command.get("MessageIDBeingRespondedTo") or 0)
+            if target == self.running_message_id or any(
+                m.command.get("MessageID") == target
+                for m in list(self.queue._queue)  # type: ignore[attr-defined]
+            ):
+                self.cancelled.add(target)
+            else:
+                LOG.debug("C-CANCEL for message %d, which is not running, ignored", target)
             return
         message = Message(context, command)
         if command.get("CommandDataSetType", cmd.NO_DATA_SET) == cmd.NO_DATA_SET:
@@ -267,15 +304,18 @@ class Association:
         self.current = message
 
     def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> StagingWriter:
-        writer = self.engine.blobs.new_staging_file(".dcm")
+        uids = [str(command.get(k, "")) for k in ("AffectedSOPClassUID", "AffectedSOPInstanceUID")]
+        if any(len(uid) > 64 for uid in uids):
+            raise pdu.ProtocolError("C-STORE-RQ with a UID longer than 64 characters")
         prefix = part10_prefix(
-            sop_class_uid=str(command.get("AffectedSOPClassUID", "")),
-            sop_instance_uid=str(command.get("AffectedSOPInstanceUID", "")),
+            sop_class_uid=uids[0],
+            sop_instance_uid=uids[1],
             transfer_syntax_uid=str(context.transfer_syntax),
             implementation_class_uid=IMPLEMENTATION_CLASS_UID,
             implementation_version_name=IMPLEMENTATION_VERSION,
             source_ae_title=self.info.calling_ae_title,
         )
+        writer = self.engine.blobs.new_staging_file(".dcm")
         writer.track(len(prefix))
         writer.write(prefix)
         return writer
@@ -301,25 +341,42 @@ class Association:
     async def _work(self) -> None:
         while True:
             message = await self.queue.get()
+            self.busy = True
+            self.running_message_id = message.command.get("MessageID")
             try:
                 await self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure = unexpected(exc, f"request from {self.info}")
+                field_ = message.command.get("CommandField")
+                if isinstance(field_, int) and not field_ & 0x8000:
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await self._respond(message, field_ | 0x8000, *status_of(failure))
             finally:
+                if message.writer is not None:
+                    message.writer.discard()
+                self.busy = False
+                self.running_message_id = None
                 self.queue.task_done()
 
     async def _dispatch(self, message: Message) -> None:
         field_ = message.command.get("CommandField")
+        refusal = _command_refusal(message)
+        if refusal is not None:
+            status, comment = refusal
+            LOG.warning("%s: %s", self.info, comment)
+            if message.writer is not None:
+                message.writer.discard()
+            if isinstance(field_, int) and not field_ & 0x8000:
+                await self._respond(message, field_ | 0x8000, status, comment)
+            return
         if field_ == cmd.C_STORE_RQ:
             await self._c_store(message)
         elif field_ == cmd.C_ECHO_RQ:
             await self._c_echo(message)
-        elif field_ == cmd.C_FIND_RQ:
-            await self._c_find(message)
         else:
-            LOG.warning("%s sent an unsupported DIMSE command 0x%04X", self.info, field_ or 0)
-            if message.writer is not None:
-                message.writer.discard()
-            if isinstance(field_, int) and not field_ & 0x8000:
-                await self._respond(message, field_ | 0x8000, 0x0211, "unrecognised operation")
+            await self._c_find(message)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -444,6 +501,8 @@ class Association:
                     data = encode(
                         match, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
                     )
+                    if data is None:
+                        raise DicomhubError("a matching identifier could not be encoded")
                     await self._respond(message, cmd.C_FIND_RSP, PENDING, data=data)
                     continue
                 LOG.info(
@@ -482,3 +541,23 @@ class Association:
             for chunk in pdu.p_data(context_id, False, data, self.peer_max_pdu):
                 self.writer.write(chunk)
         await self.writer.drain()
+
+
+_COMMAND_SERVICES = {
+    cmd.C_ECHO_RQ: Service.VERIFICATION,
+    cmd.C_STORE_RQ: Service.STORAGE,
+    cmd.C_FIND_RQ: Service.QUERY,
+}
+
+
+def _command_refusal(message: Message) -> tuple[int, str] | None:
+    """(status, comment) when the command does not fit its presentation context."""
+    field_ = message.command.get("CommandField")
+    if field_ not in _COMMAND_SERVICES:
+        return 0x0211, f"unrecognised operation 0x{field_ or 0:04X}"
+    sop_class = message.command.get("AffectedSOPClassUID")
+    if sop_class != message.context.abstract_syntax:
+        return 0x0122, f"SOP class {sop_class} is not the presentation context's"
+    if service_of(message.context.abstract_syntax) is not _COMMAND_SERVICES[field_]:
+        return 0x0211, f"operation 0x{field_:04X} is not defined for {sop_class}"
+    return None

@@ -42,6 +42,10 @@ def supported_contexts() -> list[PresentationContext]:
     return contexts
 
 
+class ApplicationContextNotSupported(ProtocolError):
+    """The A-ASSOCIATE-RQ names another application context: rejected (PS3.8 7.1.1.2)."""
+
+
 @dataclass(frozen=True)
 class AcceptedContext:
     """An accepted presentation context."""
@@ -70,7 +74,9 @@ def decode_request(pdu: bytes) -> AssociationRequest:
     except Exception as exc:
         raise ProtocolError(f"malformed A-ASSOCIATE-RQ: {exc}") from exc
     if primitive.application_context_name != APPLICATION_CONTEXT:
-        raise ProtocolError("A-ASSOCIATE-RQ with an unknown application context name")
+        raise ApplicationContextNotSupported(
+            f"application context {primitive.application_context_name} is not DICOM's"
+        )
     return AssociationRequest(
         str(primitive.calling_ae_title).strip(),
         str(primitive.called_ae_title).strip(),

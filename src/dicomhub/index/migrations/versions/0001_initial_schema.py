@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 08:55:09.168188
+Create Date: 2026-11-25 10:39:29.576177
 """
 
 from __future__ import annotations
@@ -110,12 +110,6 @@ def upgrade() -> None:
         sa.Column(
             "name_of_physicians_reading_study",
             sa.String(length=400),
-            server_default="",
-            nullable=False,
-        ),
-        sa.Column(
-            "admitting_diagnoses_description",
-            sa.String(length=64),
             server_default="",
             nullable=False,
         ),
