@@ -63,7 +63,7 @@ def associate(
 ) -> Association:
     """Open an association from a pynetdicom SCU."""
     ae = AE(ae_title=calling)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 120  # generous on a busy machine
     for context in contexts:
         if transfer_syntaxes:
             ae.add_requested_context(context, transfer_syntaxes)
