@@ -122,15 +122,6 @@ def _select(level: Level) -> Select[Any]:
     return query.select_from(join)
 
 
-@dataclass
-class Match:
-    """One entity that matched, with the values of its row."""
-
-    level: Level
-    row: dict[str, Any]
-    charset: str
-
-
 class FindService:
     """Runs C-FIND queries against the index."""
 
