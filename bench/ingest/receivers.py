@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, ClassVar
 
+from dicomhub.storage.filesystem import FilesystemBlobStore
+
 HOST = "127.0.0.1"
 CALLING_AE = "BENCHSCU"
 
@@ -210,9 +212,8 @@ class Dicomhub(Receiver):
             return int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
 
     def blob_count(self) -> int:
-        """Files in the blob store, staging excluded."""
-        storage = self.workdir / "data" / "storage"
-        return sum(1 for p in storage.glob("*/*/*") if p.is_file())
+        """Live blobs in the store (files and segment records), staging excluded."""
+        return sum(1 for _ in FilesystemBlobStore(self.workdir / "data" / "storage").all_keys())
 
     def consistency_problems(self) -> list[str]:
         """The index and the blob store disagree, or staging files were left behind."""
@@ -220,7 +221,7 @@ class Dicomhub(Receiver):
         blobs, rows = self.blob_count(), self.stored_count()
         if blobs != rows:
             found.append(f"blob store holds {blobs} files but the index {rows} instances")
-        staged = list((self.workdir / "data" / "storage" / ".staging").iterdir())
+        staged = FilesystemBlobStore(self.workdir / "data" / "storage").staged_files()
         if staged:
             found.append(f"{len(staged)} files left in the staging folder")
         return found

@@ -60,33 +60,39 @@ def is_valid_uid(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
 
 
-def read_header(path: Path) -> ParsedHeader:
-    """Parse ``path`` up to its pixel data and check the whole data set is complete.
+def read_header(source: Path | bytes | bytearray) -> ParsedHeader:
+    """Parse a Part 10 file (a path, or its bytes in memory) up to its pixel data and check
+    the whole data set is complete.
 
     Every element of the data set is walked by its declared length (sequences and
     encapsulated pixel data item by item), so a value cut short anywhere is refused; pydicom
     alone would return a short value silently.
     """
-    size = path.stat().st_size
+    if isinstance(source, Path):
+        with source.open("rb") as fp:
+            return _parse(fp, source.stat().st_size)
+    return _parse(BytesIO(source), len(source))
+
+
+def _parse(fp: BinaryIO, size: int) -> ParsedHeader:
     try:
-        with path.open("rb") as fp:
-            read_preamble(fp, False)
-            meta = _read_file_meta_info(fp)
-            offset = fp.tell()
-            syntax = str(meta.get("TransferSyntaxUID", ""))
-            if not syntax:
-                raise CannotUnderstand("file meta has no TransferSyntaxUID")
-            fp.seek(0)
-            dataset = dcmread(fp, stop_before_pixels=True)
-            if len(dataset) == 0:
-                raise CannotUnderstand("file has no data set after its file meta")
-            implicit, little = dataset.original_encoding
-            if UID(syntax).is_deflated:
-                fp.seek(offset)
-                inflated = zlib.decompress(fp.read(), -zlib.MAX_WBITS)
-                _check_structure(BytesIO(inflated), 0, len(inflated), bool(implicit), bool(little))
-            else:
-                _check_structure(fp, offset, size, bool(implicit), bool(little))
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+        offset = fp.tell()
+        syntax = str(meta.get("TransferSyntaxUID", ""))
+        if not syntax:
+            raise CannotUnderstand("file meta has no TransferSyntaxUID")
+        fp.seek(0)
+        dataset = dcmread(fp, stop_before_pixels=True)
+        if len(dataset) == 0:
+            raise CannotUnderstand("file has no data set after its file meta")
+        implicit, little = dataset.original_encoding
+        if UID(syntax).is_deflated:
+            fp.seek(offset)
+            inflated = zlib.decompress(fp.read(), -zlib.MAX_WBITS)
+            _check_structure(BytesIO(inflated), 0, len(inflated), bool(implicit), bool(little))
+        else:
+            _check_structure(fp, offset, size, bool(implicit), bool(little))
     except InvalidDicomError as exc:
         raise CannotUnderstand(
             "not a DICOM Part 10 file: no 128-byte preamble, 'DICM' prefix and file meta"

@@ -5,6 +5,13 @@ later STOW-RS, uploads, retrieves and print-to-archive) calls ``Ingest.store``. 
 durable before the index row is committed, and the caller answers only after ``store``
 returns; if indexing fails the blob is removed again.
 
+``store`` runs in two steps.  The caller's thread parses and checks the header, computes the
+checksums and, for an object in a file, makes that file a durable blob.  Then the object
+joins the group commit (``group_commit.py``): every object that is ready at that moment is
+written in one batch, those held in memory appended to the segment store with one
+``fdatasync``, and indexed in one transaction.  Concurrent associations thus share their
+flushes, and a lone one pays exactly one per object.
+
 Duplicate policy: an object whose SOP Instance UID is already stored with the same data set
 bytes (file meta may differ) is acknowledged without a second copy; with different bytes it is
 rejected (``duplicate_policy = "reject"``, the default) or replaces the stored copy
@@ -14,15 +21,22 @@ rejected (``duplicate_policy = "reject"``, the default) or replaces the stored c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
 
 from dicomhub.config import DuplicatePolicy
 from dicomhub.errors import DicomhubError, DuplicateSOPInstance, IndexFailure
-from dicomhub.header import check_identity, header_json, read_header
-from dicomhub.index.repository import AddOutcome, IndexRepository
-from dicomhub.storage.base import BlobStore, DualHasher, hash_stream
+from dicomhub.group_commit import GroupCommitter
+from dicomhub.header import ParsedHeader, check_identity, header_json, read_header
+from dicomhub.index import positions
+from dicomhub.index.repository import AddOutcome, AddResult, IndexRepository, NewInstance
+from dicomhub.storage.base import BlobInfo, BlobStore, DualHasher, InMemoryObject, hash_stream
+from dicomhub.storage.segments import SegmentKey, is_segment_key
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +53,7 @@ class StoreStatus(StrEnum):
 class IngestRequest:
     """An object to store and where it came from."""
 
-    path: Path
+    path: Path | None
     take: bool
     """``path`` is a staging file of the blob store: moved into place, removed on failure."""
     source: str
@@ -48,6 +62,8 @@ class IngestRequest:
     """Checksums computed while the staging file was received, if any."""
     expected_sop_class_uid: str | None = None
     expected_sop_instance_uid: str | None = None
+    content: bytes | bytearray | None = None
+    """The whole Part 10 object, when it was received into memory (then ``path`` is None)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,29 @@ class StoreResult:
     size: int
 
 
+@dataclass
+class _Prepared:
+    """An object checked and ready for the group commit."""
+
+    request: IngestRequest
+    parsed: ParsedHeader
+    header: dict[str, Any]
+    blob: BlobInfo | None
+    """Already durable (a file); None for an in-memory object, written by the batch."""
+    memory: InMemoryObject | None = None
+
+    def result(self, status: StoreStatus) -> StoreResult:
+        dataset = self.parsed.dataset
+        return StoreResult(
+            status,
+            str(dataset.SOPClassUID),
+            str(dataset.SOPInstanceUID),
+            str(dataset.StudyInstanceUID),
+            self.parsed.transfer_syntax_uid,
+            self.parsed.file_size,
+        )
+
+
 class Ingest:
     """The one ingest path, with its dependencies built once at start-up."""
 
@@ -74,77 +113,161 @@ class Ingest:
         self.repository = repository
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
+        self.committer: GroupCommitter[_Prepared, StoreResult | DicomhubError] = GroupCommitter(
+            self._commit
+        )
 
     def store(self, request: IngestRequest) -> StoreResult:
         """Store one object durably; raise a ``DicomhubError`` saying why it was refused."""
         try:
-            return self._store(request)
+            prepared = self._prepare(request)
         finally:
-            if request.take:
+            if request.take and request.path is not None:
                 request.path.unlink(missing_ok=True)
+        if prepared.blob is None and prepared.memory is None:
+            return prepared.result(StoreStatus.DUPLICATE)
+        outcome = self.committer.run(prepared)
+        if isinstance(outcome, DicomhubError):
+            raise outcome
+        return outcome
 
-    def _store(self, request: IngestRequest) -> StoreResult:
-        parsed = read_header(request.path)
+    # Step 1, in the caller's thread -------------------------------------------------------
+
+    def _prepare(self, request: IngestRequest) -> _Prepared:
+        if request.content is not None:
+            parsed = read_header(request.content)
+        elif request.path is not None:
+            parsed = read_header(request.path)
+        else:
+            raise ValueError("an ingest request needs a path or content")
         dataset = parsed.dataset
         check_identity(dataset, request.expected_sop_class_uid, request.expected_sop_instance_uid)
-        header = header_json(dataset)
-        sop_uid = str(dataset.SOPInstanceUID)
-
-        def result(status: StoreStatus) -> StoreResult:
-            return StoreResult(
-                status,
-                str(dataset.SOPClassUID),
-                sop_uid,
-                str(dataset.StudyInstanceUID),
-                parsed.transfer_syntax_uid,
-                parsed.file_size,
-            )
-
-        if not request.take:
-            # A file of the user's: look before copying (re-imports are common).
-            existing = self.repository.get_instance(sop_uid)
-            if existing is not None:
-                with request.path.open("rb") as stream:
-                    content = hash_stream(stream, parsed.dataset_offset).content.hexdigest()
-                if content == existing.content_sha256:
-                    return result(StoreStatus.DUPLICATE)
-                if self.duplicate_policy == "reject":
-                    raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
-
-        blob = self.blobs.put_file(
+        prepared = _Prepared(request, parsed, header_json(dataset), None)
+        if request.content is not None:
+            prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
+            return prepared
+        assert request.path is not None
+        if not request.take and self._known_copy(request.path, parsed):
+            return prepared  # neither blob nor memory: a duplicate, nothing to store
+        prepared.blob = self.blobs.put_file(
             request.path,
             dataset_offset=parsed.dataset_offset,
             take=request.take,
             hashed=request.hashed,
         )
-        try:
-            added = self.repository.add_instance(
-                dataset,
-                header,
-                blob,
-                parsed.transfer_syntax_uid,
-                source=request.source,
-                calling_ae_title=request.calling_ae_title,
-                replace=self.duplicate_policy == "replace",
-            )
-        except DicomhubError:
-            self.blobs.delete(blob.key)
-            raise
-        except Exception as exc:
-            self.blobs.delete(blob.key)
-            LOG.exception("indexing %s failed; its blob was removed", sop_uid)
-            raise IndexFailure(f"index error: {type(exc).__name__}") from exc
+        return prepared
 
+    def _known_copy(self, path: Path, parsed: ParsedHeader) -> bool:
+        """A file of the user's: look before copying (re-imports are common)."""
+        sop_uid = str(parsed.dataset.SOPInstanceUID)
+        existing = self.repository.get_instance(sop_uid)
+        if existing is None:
+            return False
+        with path.open("rb") as stream:
+            content = hash_stream(stream, parsed.dataset_offset).content.hexdigest()
+        if content == existing.content_sha256:
+            return True
+        if self.duplicate_policy == "reject":
+            raise DuplicateSOPInstance(f"already stored with different content: {sop_uid}")
+        return False
+
+    # Step 2, in the batch leader's thread, for a batch ------------------------------------
+
+    def _commit(self, batch: Sequence[_Prepared]) -> list[StoreResult | DicomhubError]:
+        outcomes: dict[int, StoreResult | DicomhubError] = {}
+        in_memory = [p for p in batch if p.memory is not None]
+        if in_memory:
+            try:
+                blobs = self.blobs.put_objects([p.memory for p in in_memory if p.memory])
+            except DicomhubError as exc:
+                LOG.error("storing %d objects failed: %s", len(in_memory), exc)
+                for p in in_memory:
+                    outcomes[id(p)] = exc
+            else:
+                for p, blob in zip(in_memory, blobs, strict=True):
+                    p.blob = blob
+        ready = [p for p in batch if id(p) not in outcomes and p.blob is not None]
+        for p, added in zip(ready, self._index(ready), strict=True):
+            outcomes[id(p)] = self._settle(p, added)
+        return [outcomes[id(p)] for p in batch]
+
+    def _index(self, ready: list[_Prepared]) -> list[AddResult | DicomhubError]:
+        """Index the batch in one transaction; on its failure remove every blob."""
+        if not ready:
+            return []
+        replace = self.duplicate_policy == "replace"
+        items = []
+        for p in ready:
+            assert p.blob is not None
+            items.append(
+                NewInstance(
+                    p.parsed.dataset,
+                    p.header,
+                    p.blob,
+                    p.parsed.transfer_syntax_uid,
+                    p.request.source,
+                    p.request.calling_ae_title,
+                    replace,
+                )
+            )
+        durable, also = self._log_position(ready)
+        try:
+            return self.repository.add_instances(items, durable=durable, also=also)
+        except Exception as exc:
+            for p in ready:
+                self._remove_blob(p)
+            if isinstance(exc, DicomhubError):
+                return [exc] * len(ready)
+            LOG.exception("indexing %d objects failed; their blobs were removed", len(ready))
+            return [IndexFailure(f"index error: {type(exc).__name__}")] * len(ready)
+
+    @staticmethod
+    def _log_position(
+        ready: list[_Prepared],
+    ) -> tuple[bool, Callable[[Connection], None] | None]:
+        """Whether the index commit must reach the disk itself, and the segment position to
+        record with it.
+
+        Objects appended to a segment are a durable redo log of their own: when every object
+        of the batch is one, the commit need not wait for the disk, because ``recovery``
+        re-indexes from the segment whatever a machine crash takes from the index.  A batch
+        with a file blob has no such record and commits durably.
+        """
+        keys = [p.blob.key for p in ready if p.blob is not None and p.memory is not None]
+        logged = [SegmentKey.parse(key) for key in keys if is_segment_key(key)]
+        if not logged:
+            return True, None
+        last = max(logged, key=lambda k: k.offset)
+        durable = len(logged) != len(ready)
+
+        def advance(conn: Connection) -> None:
+            positions.advance(conn, last.segment, last.offset + last.length)
+
+        return durable, advance
+
+    def _settle(
+        self, p: _Prepared, added: AddResult | DicomhubError
+    ) -> StoreResult | DicomhubError:
+        if isinstance(added, DicomhubError):
+            self._remove_blob(p)
+            return added
         if added.outcome is AddOutcome.DUPLICATE:
-            self.blobs.delete(blob.key)
-            return result(StoreStatus.DUPLICATE)
+            self._remove_blob(p)
+            return p.result(StoreStatus.DUPLICATE)
         if added.obsolete_blob_key:
             self.blobs.delete(added.obsolete_blob_key)
             LOG.warning(
                 "SOP instance %s replaced by a copy with different content (from %s %s)",
-                sop_uid,
-                request.source,
-                request.calling_ae_title or "-",
+                p.parsed.dataset.SOPInstanceUID,
+                p.request.source,
+                p.request.calling_ae_title or "-",
             )
-            return result(StoreStatus.REPLACED)
-        return result(StoreStatus.STORED)
+            return p.result(StoreStatus.REPLACED)
+        return p.result(StoreStatus.STORED)
+
+    def _remove_blob(self, p: _Prepared) -> None:
+        if p.blob is not None:
+            try:
+                self.blobs.delete(p.blob.key)
+            except OSError as exc:
+                LOG.error("removing blob %s failed: %s", p.blob.key, exc)

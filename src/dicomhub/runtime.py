@@ -17,6 +17,7 @@ from dicomhub.index.peers import PeerRepository
 from dicomhub.index.query import FindService
 from dicomhub.index.repository import IndexRepository
 from dicomhub.ingest import Ingest
+from dicomhub.recovery import recover
 from dicomhub.storage.filesystem import FilesystemBlobStore
 
 LOG = logging.getLogger(__name__)
@@ -35,8 +36,15 @@ class Runtime:
     access: AccessPolicy
     finder: FindService
 
+    def recover(self) -> None:
+        """Before serving: remove dead transfers' staging files and re-index what an unclean
+        stop may have taken from the index (see ``recovery``)."""
+        self.blobs.clean_staging()
+        recover(self.db, self.repository, self.blobs.segments)
+
     def close(self) -> None:
-        """Release database connections."""
+        """Release this process's segment and the database connections."""
+        self.blobs.close()
         self.db.dispose()
 
 

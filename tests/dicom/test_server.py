@@ -30,7 +30,6 @@ from dicomhub.dicom.server import DicomServer, Listener
 from dicomhub.index.query import FindService, InformationModel
 from dicomhub.index.schema import instances
 from dicomhub.runtime import Runtime
-from dicomhub.storage import filesystem
 from tests.dicom.conftest import (
     ServerFactory,
     associate,
@@ -38,7 +37,7 @@ from tests.dicom.conftest import (
     rejection,
 )
 from tests.factories import make_dataset, write_file
-from tests.faults import disk_full
+from tests.faults import fill_disk
 
 
 def _instance_count(server: Listener) -> int:
@@ -46,8 +45,10 @@ def _instance_count(server: Listener) -> int:
         return int(conn.execute(select(func.count()).select_from(instances)).scalar_one())
 
 
-def _files(server: Listener) -> list[Path]:
-    return [p for p in server.runtime.blobs.root.rglob("*") if p.is_file()]
+def _files(server: Listener) -> list[str]:
+    """Live blobs plus anything left in the staging area."""
+    blobs = server.runtime.blobs
+    return sorted(blobs.all_keys()) + [p.name for p in blobs.staged_files()]
 
 
 def test_echo_and_tcp_nodelay(server: Listener) -> None:
@@ -98,7 +99,7 @@ def test_store_is_byte_identical_and_findable(
     assert data[_meta_length(data) :] == original[_meta_length(original) :]
     assert stored.transfer_syntax_uid == ExplicitVRLittleEndian
     assert parsed.PatientName == "DOE^JOHN"
-    assert list((server.runtime.blobs.staging).iterdir()) == []
+    assert server.runtime.blobs.staged_files() == []
 
 
 def _meta_length(data: bytes) -> int:
@@ -179,7 +180,7 @@ def test_disk_full_gives_a700_and_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(filesystem, "_write_all", disk_full)
+    fill_disk(monkeypatch)
     assoc = associate(server, [CTImageStorage])
     try:
         response = assoc.send_c_store(make_dataset(rows=512))
@@ -429,8 +430,8 @@ def test_large_object_streams_with_flat_memory(server: Listener, tmp_path: Path)
         tracemalloc.stop()
     assert sender.stdout.strip() == "0x0000", sender.stderr
     assert peak < 8 * 1024 * 1024, f"server peak traced memory {peak} bytes for 64 MiB"
-    blob = _files(server)[0]
-    assert blob.stat().st_size > 64 * 1024 * 1024
+    (key,) = server.runtime.blobs.all_keys()
+    assert server.runtime.blobs.path_for(key).stat().st_size > 64 * 1024 * 1024  # a file
 
 
 def test_late_c_cancel_does_not_cancel_the_next_find(server: Listener) -> None:

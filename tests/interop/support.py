@@ -35,6 +35,8 @@ import pydicom.data
 import pytest
 from pydicom.dataset import Dataset
 
+from dicomhub.storage.filesystem import FilesystemBlobStore
+
 HOST = "127.0.0.1"
 HUB_AE = "DICOMHUB"
 REFERENCE_AE = "REFERENCE"
@@ -471,7 +473,7 @@ class StoreSnapshot:
     """What is in the index and the blob store at one moment."""
 
     rows: dict[str, int]
-    blobs: frozenset[tuple[str, int]]
+    blobs: frozenset[str]
     staging: frozenset[str]
 
 
@@ -599,32 +601,18 @@ class Hub:
             header=json.loads(header) if isinstance(header, str | bytes) else dict(header),
         )
 
-    def blob_path(self, key: str) -> Path:
-        """Where the blob ``key`` lives: a file named ``key`` under storage/ (not staging).
-
-        The fan-out folders (storage/ab/cd/<key> or similar) are the store's business; the
-        test only requires exactly one such file.
-        """
-        assert re.fullmatch(r"[0-9a-f]{32}", key), f"not a blob key: {key!r}"
-        found = [p for p in self.blob_files() if p.name == key]
-        assert len(found) <= 1, f"blob {key} is stored {len(found)} times: {found}"
-        return found[0] if found else self.storage_dir / "missing" / key
-
     def blob(self, key: str) -> bytes:
-        """A blob's bytes (the blob must exist)."""
-        path = self.blob_path(key)
-        assert path.is_file(), f"blob {key} named by the index is not in {self.storage_dir}"
-        return path.read_bytes()
+        """A blob's bytes (the blob must exist), read through the store's own reader."""
+        store = FilesystemBlobStore(self.storage_dir)
+        assert store.exists(key), f"blob {key} named by the index is not in {self.storage_dir}"
+        with store.open(key) as stream:
+            return stream.read()
 
-    def blob_files(self) -> list[Path]:
-        """Every blob file (the staging area excluded)."""
+    def blob_keys(self) -> list[str]:
+        """Every live blob (files and segment records; the staging area excluded)."""
         if not self.storage_dir.is_dir():
             return []
-        return sorted(
-            p
-            for p in self.storage_dir.rglob("*")
-            if p.is_file() and ".staging" not in p.relative_to(self.storage_dir).parts
-        )
+        return sorted(FilesystemBlobStore(self.storage_dir).all_keys())
 
     def staging_files(self) -> list[Path]:
         """Files left in the staging area."""
@@ -635,9 +623,7 @@ class Hub:
         """Row counts, blob files and staging files right now."""
         return StoreSnapshot(
             rows={table: self.count(table) for table in INDEX_TABLES},
-            blobs=frozenset(
-                (str(p.relative_to(self.storage_dir)), p.stat().st_size) for p in self.blob_files()
-            ),
+            blobs=frozenset(self.blob_keys()),
             staging=frozenset(p.name for p in self.staging_files()),
         )
 

@@ -33,7 +33,7 @@ def test_four_senders_two_workers_nothing_lost(start_hub: HubFactory, tmp_path: 
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output.decode(errors="replace")[-2000:]
     assert hub.count("instances") == 100
-    assert len(hub.blob_files()) == 100
+    assert len(hub.blob_keys()) == 100
     assert hub.rows("SELECT number_of_study_related_instances FROM studies")[0][0] == 100
     assert "locked" not in hub.log()
     assert "aborted" not in hub.log() and "lost" not in hub.log()

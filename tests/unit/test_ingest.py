@@ -21,8 +21,9 @@ def _count(runtime: Runtime, table: object) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
 
 
-def _blob_files(runtime: Runtime) -> list[Path]:
-    return [p for p in runtime.blobs.root.rglob("*") if p.is_file()]
+def _blob_files(runtime: Runtime) -> list[str]:
+    """Live blobs plus anything left in the staging area."""
+    return sorted(runtime.blobs.all_keys()) + [p.name for p in runtime.blobs.staged_files()]
 
 
 def _request(path: Path) -> IngestRequest:
@@ -162,7 +163,7 @@ def test_index_failure_removes_blob(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(runtime.repository, "add_instance", broken)
+    monkeypatch.setattr(runtime.repository, "add_instances", broken)
     with pytest.raises(IndexFailure):
         runtime.ingest.store(_request(write_file(make_dataset(), tmp_path / "a.dcm")))
     assert _blob_files(runtime) == []

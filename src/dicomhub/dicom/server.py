@@ -67,7 +67,7 @@ class DicomServer:
         """Start listening in background threads."""
         settings = self.runtime.settings
         install_streaming(self.runtime.blobs)
-        self.runtime.blobs.clean_staging()
+        self.runtime.recover()
         self._server = self.ae.start_server(
             (settings.bind, settings.dicom_port),
             block=False,

@@ -37,6 +37,15 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _pragma(conn: Connection, pragma: str) -> None:
+    """Run a PRAGMA on the driver connection, outside SQLAlchemy's transaction handling."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
 class IndexDatabase:
     """Engine plus the transaction discipline every index writer follows."""
 
@@ -62,12 +71,25 @@ class IndexDatabase:
         )
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on normal exit, rolled back on exception."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction: committed on normal exit, rolled back on exception.
+
+        With ``durable=False`` an SQLite commit returns once it is in the write-ahead log
+        without waiting for the disk (``synchronous = NORMAL``): it survives a crash of the
+        process but not of the machine.  Only callers that can redo the transaction from a
+        durable record of their own use it.  PostgreSQL commits are always durable.
+        """
         with self._write_lock, self.engine.connect() as plain:
-            conn = plain.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+            relaxed = self.is_sqlite and not durable
+            if relaxed:
+                _pragma(plain, "synchronous = NORMAL")
+            try:
+                conn = plain.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+            finally:
+                if relaxed:
+                    _pragma(plain, "synchronous = FULL")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -8,7 +8,7 @@ for each other, row locks on the study) and on SQLite (one writer at a time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Row, Select, bindparam, delete, func, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from dicomhub.errors import DuplicateSOPInstance
+from dicomhub.errors import DicomhubError, DuplicateSOPInstance
 from dicomhub.index.attributes import Level
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.schema import attachments, changes, instances, patients, series, studies
@@ -49,6 +49,19 @@ class StoredInstance:
     sha256: str
     content_sha256: str
     transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """A stored object to index, with where it came from."""
+
+    dataset: Dataset
+    header: dict[str, Any]
+    blob: BlobInfo
+    transfer_syntax_uid: str
+    source: str
+    calling_ae_title: str = ""
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,20 +223,46 @@ class IndexRepository:
         calling_ae_title: str = "",
         replace: bool = False,
     ) -> AddResult:
-        """Index a stored object (see the module docstring); retried on a lost insert race."""
+        """Index one stored object (see the module docstring)."""
+        item = NewInstance(
+            dataset, header, blob, transfer_syntax_uid, source, calling_ae_title, replace
+        )
+        (result,) = self.add_instances([item])
+        if isinstance(result, DicomhubError):
+            raise result
+        return result
+
+    def add_instances(
+        self,
+        items: Sequence[NewInstance],
+        *,
+        durable: bool = True,
+        also: Callable[[Connection], None] | None = None,
+    ) -> list[AddResult | DicomhubError]:
+        """Index several stored objects in one transaction (group commit).
+
+        Each object gets its own savepoint, so one refused object (a conflicting duplicate)
+        does not undo the others: its slot in the result holds the error instead.  An insert
+        race lost to another writer is retried.  Errors of the transaction itself (the
+        commit) are raised and then none of the objects is indexed.  ``durable=False`` lets an
+        embedded SQLite commit without waiting for the disk (see ``IndexDatabase.write``);
+        ``also`` runs in the same transaction (the ingest path records its log position).
+        """
+        results: list[AddResult | DicomhubError] = []
+        with self.db.write(durable=durable) as conn:
+            for item in items:
+                results.append(self._add_one(conn, item))
+            if also is not None:
+                also(conn)
+        return results
+
+    def _add_one(self, conn: Connection, item: NewInstance) -> AddResult | DicomhubError:
         for attempt in range(3):
             try:
-                with self.db.write() as conn:
-                    return self._add(
-                        conn,
-                        dataset,
-                        header,
-                        blob,
-                        transfer_syntax_uid,
-                        source,
-                        calling_ae_title,
-                        replace,
-                    )
+                with conn.begin_nested():
+                    return self._add(conn, item)
+            except DicomhubError as exc:
+                return exc
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -242,17 +281,10 @@ class IndexRepository:
             self._record(conn, "deleted", Level.IMAGE, sop_instance_uid, {"reason": reason})
             return stored.blob_key
 
-    def _add(
-        self,
-        conn: Connection,
-        dataset: Dataset,
-        header: dict[str, Any],
-        blob: BlobInfo,
-        transfer_syntax_uid: str,
-        source: str,
-        calling_ae_title: str,
-        replace: bool,
-    ) -> AddResult:
+    def _add(self, conn: Connection, item: NewInstance) -> AddResult:
+        dataset, header, blob = item.dataset, item.header, item.blob
+        transfer_syntax_uid, source = item.transfer_syntax_uid, item.source
+        calling_ae_title, replace = item.calling_ae_title, item.replace
         sop_uid = str(dataset.SOPInstanceUID)
         outcome, obsolete = AddOutcome.STORED, None
         row = conn.execute(_EXISTING, {"b_uid": sop_uid}).first()

@@ -145,6 +145,15 @@ peers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+segments = Table(
+    "segments",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    # Every record before this offset of the segment file has been indexed or discarded;
+    # recovery after a crash looks only at what follows.
+    Column("indexed_end", BigInteger, nullable=False),
+)
+
 LEVEL_TABLES: dict[Level, Table] = {
     Level.PATIENT: patients,
     Level.STUDY: studies,

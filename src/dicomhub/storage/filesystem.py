@@ -8,6 +8,10 @@ pay a folder creation and its fsyncs per object.  Files are first written in
 per process, so a restarted process can tell a dead one's leftovers) and only become visible
 under their key once their content is on stable storage; the directory entry is made durable
 by an fsync of the directory.
+
+Objects received in memory (up to a few megabytes) go instead, a batch at a time, into this
+process's append-only segment file (``segments.py``): one ``fdatasync`` for the batch and no
+file creation per object.  Keys tell the two apart, so readers need not care.
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from dicomhub.errors import OutOfResources
-from dicomhub.storage.base import CHUNK_SIZE, BlobInfo, DualHasher, hash_stream
+from dicomhub.storage.base import (
+    CHUNK_SIZE,
+    BlobInfo,
+    DualHasher,
+    InMemoryObject,
+    fsync_dir,
+    hash_stream,
+)
+from dicomhub.storage.segments import SEGMENTS, SegmentStore, is_segment_key
 
 LOG = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -45,14 +57,6 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _resource_error(exc: OSError, what: str) -> OutOfResources:
@@ -89,7 +93,7 @@ class StagingWriter:
         """Compatibility with ``NamedTemporaryFile().file``."""
         return self
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         """Buffer ``data``; spill to disk when the buffer is full."""
         if self.error is None:
             self._buffer += data
@@ -136,16 +140,26 @@ class StagingWriter:
 
 
 class FilesystemBlobStore:
-    """Blob store on a local (or mounted) filesystem."""
+    """Blob store on a local (or mounted) filesystem.
+
+    Creating one has no side effect on disk (folders are made when first written to), so a
+    tool may open a store just to read it.
+    """
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.absolute()
         self.staging_root = self.root / STAGING
         self.staging = self.staging_root / f"{socket.gethostname()}.{os.getpid()}"
         self.fsync = fsync
-        self.staging.mkdir(parents=True, exist_ok=True)
         self._durable_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
+        self.segments = SegmentStore(self.root, new_key, fsync=fsync)
+
+    def close(self) -> None:
+        """Release this process's segment and remove its (empty) staging folder."""
+        self.segments.close()
+        with contextlib.suppress(OSError):
+            self.staging.rmdir()
 
     # Receiving --------------------------------------------------------------------------
 
@@ -154,9 +168,24 @@ class FilesystemBlobStore:
         path = self.staging / f"{uuid.uuid4().hex}{suffix}"
         try:
             return StagingWriter(path)
-        except FileNotFoundError:  # the folder was removed behind our back: make it again
+        except FileNotFoundError:  # made on first use (or removed behind our back)
             self.staging.mkdir(parents=True, exist_ok=True)
             return StagingWriter(path)
+
+    def put_objects(self, objects: Sequence[InMemoryObject]) -> list[BlobInfo]:
+        """Append in-memory objects to this process's segment with one ``fdatasync``."""
+        if not objects:
+            return []
+        try:
+            keys = self.segments.append([([o.data], bytes.fromhex(o.sha256)) for o in objects])
+        except OSError as exc:
+            if exc.errno in _RESOURCE_ERRNOS:
+                raise _resource_error(exc, "write") from exc
+            raise
+        return [
+            BlobInfo(key, len(o.data), o.sha256, o.content_sha256)
+            for key, o in zip(keys, objects, strict=True)
+        ]
 
     def path_for(self, key: str) -> Path:
         """Where the blob ``key`` lives."""
@@ -175,6 +204,8 @@ class FilesystemBlobStore:
         key = new_key()
         final = self.path_for(key)
         in_staging = take and path.parent.resolve() == self.staging.resolve()
+        if not in_staging:
+            self.staging.mkdir(parents=True, exist_ok=True)
         staged = path if in_staging else self.staging / f"{key}.copy"
         renamed = False
         try:
@@ -192,7 +223,7 @@ class FilesystemBlobStore:
             os.rename(staged, final)
             renamed = True
             if self.fsync:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except OSError as exc:
             (final if renamed else staged).unlink(missing_ok=True)
             if exc.errno in _RESOURCE_ERRNOS:
@@ -230,7 +261,7 @@ class FilesystemBlobStore:
                     continue
                 part.mkdir(exist_ok=True)
                 if self.fsync:
-                    _fsync_dir(part.parent)
+                    fsync_dir(part.parent)
                 if len(self._durable_dirs) > 4096:  # keys are time-ordered: old ones are cold
                     self._durable_dirs.clear()
                 self._durable_dirs.add(part)
@@ -239,36 +270,54 @@ class FilesystemBlobStore:
 
     def open(self, key: str) -> BinaryIO:
         """Open a blob for reading."""
+        if is_segment_key(key):
+            return self.segments.open(key)
         return self.path_for(key).open("rb")
 
     def delete(self, key: str) -> None:
         """Remove a blob and make the removal durable."""
+        if is_segment_key(key):
+            self.segments.delete([key])
+            return
         path = self.path_for(key)
         try:
             path.unlink()
         except FileNotFoundError:
             return
         if self.fsync:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def exists(self, key: str) -> bool:
-        """Whether the blob file is present."""
+        """Whether the blob is present."""
+        if is_segment_key(key):
+            return self.segments.exists(key)
         return self.path_for(key).is_file()
 
     def all_keys(self) -> Iterator[str]:
         """Every key under the root (staging excluded)."""
+        if not self.root.is_dir():
+            return
         for first in sorted(self.root.iterdir()):
-            if first.name == STAGING or not first.is_dir():
+            if first.name in (STAGING, SEGMENTS) or not first.is_dir():
                 continue
             for second in sorted(first.iterdir()):
                 if second.is_dir():
                     for blob in sorted(second.iterdir()):
                         yield blob.name
+        yield from self.segments.all_keys()
 
     def sha256(self, key: str) -> str:
         """Re-compute a blob's SHA-256 from disk."""
+        if is_segment_key(key):
+            return self.segments.checksum(key)
         with self.open(key) as stream:
             return hash_stream(stream, 0).whole.hexdigest()
+
+    def staged_files(self) -> list[Path]:
+        """Files in the staging area (of every process): transfers in progress or left over."""
+        if not self.staging_root.is_dir():
+            return []
+        return sorted(p for p in self.staging_root.rglob("*") if p.is_file())
 
     def clean_staging(self, older_than: float = 86400.0) -> int:
         """Remove what interrupted transfers left in the staging area; returns how many files.
@@ -277,6 +326,8 @@ class FilesystemBlobStore:
         than ``older_than`` seconds (another host's crash) goes too.
         """
         removed = 0
+        if not self.staging_root.is_dir():
+            return 0
         limit = time.time() - older_than
         host = socket.gethostname()
         for folder in self.staging_root.iterdir():

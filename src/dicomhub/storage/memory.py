@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from dicomhub.storage.base import BlobInfo, DualHasher
+from dicomhub.storage.base import BlobInfo, DualHasher, InMemoryObject
 
 
 class MemoryBlobStore:
@@ -30,6 +30,15 @@ class MemoryBlobStore:
         hasher = DualHasher(dataset_offset)
         hasher.update(data)
         return hasher.info(key)
+
+    def put_objects(self, objects: Sequence[InMemoryObject]) -> list[BlobInfo]:
+        """Keep copies of the objects."""
+        infos = []
+        for obj in objects:
+            key = uuid.uuid4().hex
+            self.blobs[key] = bytes(obj.data)
+            infos.append(BlobInfo(key, len(obj.data), obj.sha256, obj.content_sha256))
+        return infos
 
     def open(self, key: str) -> BinaryIO:
         """A read-only stream of the blob."""

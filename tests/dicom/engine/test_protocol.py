@@ -170,7 +170,7 @@ def test_abort_in_the_middle_of_a_c_store_keeps_nothing(server: Listener) -> Non
         sock.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")
         assert _read_to_end(sock) == b""
     _still_serving(server)
-    assert list(server.runtime.blobs.staging.iterdir()) == []
+    assert server.runtime.blobs.staged_files() == []
     assert server.runtime.repository.count_instances() == 0
 
 
@@ -203,7 +203,7 @@ def test_command_must_fit_its_presentation_context(server: Listener) -> None:
             sock.sendall(chunk)
         assert cmd.decode_command(_read_pdu(sock)[12:])["Status"] == 0x0000
     assert server.runtime.repository.count_instances() == 0
-    assert list(server.runtime.blobs.staging.iterdir()) == []
+    assert server.runtime.blobs.staged_files() == []
 
 
 def test_unknown_application_context_is_rejected(server: Listener) -> None:

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dicomhub.cli.main import app
+from dicomhub.storage.filesystem import FilesystemBlobStore
 from tests.factories import make_dataset, write_file
 
 
@@ -21,8 +22,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data
 
 
-def _blobs(data: Path) -> list[Path]:
-    return sorted(p for p in (data / "storage").rglob("*") if p.is_file())
+def _blobs(data: Path) -> list[str]:
+    return sorted(FilesystemBlobStore(data / "storage").all_keys())
 
 
 def test_import_folder_with_summary(env: Path, tmp_path: Path) -> None:
@@ -56,7 +57,8 @@ def test_verify_finds_corrupt_missing_and_orphaned(env: Path, tmp_path: Path) ->
     result = CliRunner().invoke(app, ["verify"])
     assert result.exit_code == 0, result.output
     assert "verified 3 instances: 0 missing, 0 corrupt, 0 orphaned" in result.output
-    blobs = _blobs(env)
+    store = FilesystemBlobStore(env / "storage")
+    blobs = [store.path_for(key) for key in _blobs(env)]  # imports are stored as files
     data = bytearray(blobs[0].read_bytes())
     data[-1] ^= 0xFF
     blobs[0].write_bytes(bytes(data))
@@ -78,8 +80,8 @@ def test_config_db_and_peers(env: Path, tmp_path: Path) -> None:
     assert "# Maximum number of simultaneous inbound associations." in result.output
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0
-    assert "empty -> 0001" in result.output
-    assert runner.invoke(app, ["db", "current"]).output.startswith("0001")
+    assert "empty -> 0002" in result.output
+    assert runner.invoke(app, ["db", "current"]).output.startswith("0002")
     result = runner.invoke(
         app,
         ["peers", "add", "ct", "CT1", "127.0.0.1", "104", "-s", "storage", "-s", "verification"],

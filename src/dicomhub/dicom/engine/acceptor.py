@@ -59,7 +59,7 @@ class AsyncioDicomServer:
     def start(self) -> None:
         """Bind and serve in a background thread; raise OSError if the port is taken."""
         settings = self.runtime.settings
-        self.runtime.blobs.clean_staging()
+        self.runtime.recover()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="dicomhub-engine", daemon=True
         )

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -42,13 +41,16 @@ from dicomhub.dicom.services.store import StoreRequest
 from dicomhub.dicom.status import PENDING, status_of, unexpected
 from dicomhub.errors import CannotUnderstand, DicomhubError
 from dicomhub.index.query import InformationModel
-from dicomhub.storage.filesystem import FilesystemBlobStore, StagingWriter
+from dicomhub.storage.filesystem import FilesystemBlobStore
+from dicomhub.storage.spool import MEMORY_LIMIT, Spool
 
 LOG = logging.getLogger("dicomhub.dicom")
 CONTROL_PDU_LIMIT = 1 << 20
 UNLIMITED_PDU_GUARD = 64 << 20
 IDENTIFIER_LIMIT = 16 << 20
 MAX_PENDING = 8
+QUEUED_MEMORY_LIMIT = 16 << 20
+"""Bytes of received objects an association may hold in memory while they wait their turn."""
 
 
 @dataclass
@@ -64,6 +66,7 @@ class EngineContext:
     acse_timeout: float
     dimse_timeout: float
     network_timeout: float
+    memory_object_limit: int = MEMORY_LIMIT
     active: set[Association] = field(default_factory=set)
 
 
@@ -74,7 +77,7 @@ class Message:
     context: AcceptedContext
     command: dict[str, Any]
     data: bytearray = field(default_factory=bytearray)
-    writer: StagingWriter | None = None
+    writer: Spool | None = None
 
 
 class Association:
@@ -239,7 +242,7 @@ class Association:
             pdu_type, _, body = await self._read_pdu(self._read_timeout(), limit)
             if pdu_type == pdu.P_DATA_TF:
                 self._on_p_data(body)
-                while self.queue.qsize() >= MAX_PENDING and not self.closed.is_set():
+                while self._backlogged() and not self.closed.is_set():
                     await asyncio.sleep(0.005)  # a pipelining peer waits for the backlog
             elif pdu_type == pdu.A_RELEASE_RQ:
                 if self.current is not None or self.command_buffer:
@@ -259,6 +262,17 @@ class Association:
                 raise pdu.ProtocolError(
                     f"unexpected PDU type 0x{pdu_type:02X}", pdu.REASON_UNEXPECTED_PDU
                 )
+
+    def _backlogged(self) -> bool:
+        """Too many requests, or too many bytes of them, wait to be run."""
+        waiting = self.queue.qsize()
+        if waiting >= MAX_PENDING:
+            return True
+        if not waiting:
+            return False
+        queued = list(self.queue._queue)  # type: ignore[attr-defined]
+        held = sum(m.writer.in_memory for m in queued if m.writer is not None)
+        return bool(held > QUEUED_MEMORY_LIMIT)
 
     # DIMSE message assembly -----------------------------------------------------------------
 
@@ -303,7 +317,7 @@ class Association:
             message.writer = self._open_staging(context, command)
         self.current = message
 
-    def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> StagingWriter:
+    def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> Spool:
         uids = [str(command.get(k, "")) for k in ("AffectedSOPClassUID", "AffectedSOPInstanceUID")]
         if any(len(uid) > 64 for uid in uids):
             raise pdu.ProtocolError("C-STORE-RQ with a UID longer than 64 characters")
@@ -315,10 +329,7 @@ class Association:
             implementation_version_name=IMPLEMENTATION_VERSION,
             source_ae_title=self.info.calling_ae_title,
         )
-        writer = self.engine.blobs.new_staging_file(".dcm")
-        writer.track(len(prefix))
-        writer.write(prefix)
-        return writer
+        return Spool(self.engine.blobs, prefix, self.engine.memory_object_limit)
 
     def _on_data_fragment(self, context: AcceptedContext, item: pdu.PDV) -> None:
         message = self.current
@@ -327,7 +338,7 @@ class Association:
         if context.context_id != message.context.context_id:
             raise pdu.ProtocolError("data set fragment on another presentation context")
         if message.writer is not None:
-            message.writer.write(item.data)  # type: ignore[arg-type]
+            message.writer.write(item.data)
         else:
             message.data += item.data
             if len(message.data) > IDENTIFIER_LIMIT:
@@ -398,12 +409,13 @@ class Association:
         try:
             if writer is None:
                 raise CannotUnderstand("C-STORE request without a data set")
-            await self._run(writer.finish)
+            spooled = writer.finish() if writer.in_memory else await self._run(writer.finish)
             request = StoreRequest(
                 str(message.command.get("AffectedSOPClassUID", "")),
                 sop_instance,
-                Path(writer.name),
-                writer.hasher,
+                spooled.path,
+                spooled.hashed,
+                spooled.content,
             )
             result = await self._run(self.engine.services.store.store, self.info, request)
         except DicomhubError as exc:

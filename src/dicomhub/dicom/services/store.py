@@ -13,12 +13,13 @@ from dicomhub.storage.base import DualHasher
 
 @dataclass(frozen=True)
 class StoreRequest:
-    """A received C-STORE: the command's UIDs and the staged data set file."""
+    """A received C-STORE: the command's UIDs and the object, in a staging file or in memory."""
 
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
-    path: Path
+    path: Path | None
     hashed: DualHasher | None = None
+    content: bytearray | None = None
 
 
 class StoreService:
@@ -29,11 +30,12 @@ class StoreService:
         self.access = access
 
     def store(self, association: AssociationInfo, request: StoreRequest) -> StoreResult:
-        """Ingest the staged file (always consumed, stored or not)."""
+        """Ingest the received object (a staging file is always consumed, stored or not)."""
         try:
             self.access.check_service(association, Service.STORAGE)
         except Exception:
-            request.path.unlink(missing_ok=True)
+            if request.path is not None:
+                request.path.unlink(missing_ok=True)
             raise
         return self.ingest.store(
             IngestRequest(
@@ -44,5 +46,6 @@ class StoreService:
                 expected_sop_class_uid=request.affected_sop_class_uid,
                 expected_sop_instance_uid=request.affected_sop_instance_uid,
                 hashed=request.hashed,
+                content=request.content,
             )
         )

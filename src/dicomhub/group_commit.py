@@ -1,0 +1,68 @@
+"""Group commit: the work of many concurrent callers done in one batch by one thread.
+
+Making an object durable costs a flush of the disk whatever its size.  When several
+associations store at once, everything that arrives while one batch is being flushed is
+processed together in the next (one ``fdatasync``, one index transaction).  A lone caller is
+served at once, so nothing waits for a batch to fill up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+LOG = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+MAX_BATCH = 64
+"""Items per batch: bounds the latency a caller can see behind others' work."""
+
+
+class GroupCommitter(Generic[Item, Result]):
+    """Runs ``process(batch)`` for items submitted from any thread, a batch at a time.
+
+    There is no thread of its own: the first caller to find no batch running becomes the
+    leader and processes every item queued at that moment, its own included; callers that
+    arrive meanwhile queue theirs and wait, and the next leader takes them all.  A lone caller
+    thus runs its item at once on its own thread, without a hand-over.  ``process`` returns
+    one result per item, in order; an exception it raises fails every item of the batch.
+    """
+
+    def __init__(self, process: Callable[[Sequence[Item]], Sequence[Result]]) -> None:
+        self._process = process
+        self._pending: list[tuple[Item, Future[Result]]] = []
+        self._pending_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def run(self, item: Item) -> Result:
+        """Process ``item`` in the next batch and return its result (or raise its error)."""
+        future: Future[Result] = Future()
+        with self._pending_lock:
+            self._pending.append((item, future))
+        while not future.done():
+            with self._leader:
+                if future.done():
+                    break
+                with self._pending_lock:
+                    batch = self._pending[:MAX_BATCH]
+                    del self._pending[:MAX_BATCH]
+                self._run_batch(batch)
+        return future.result()
+
+    def _run_batch(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+        try:
+            results = self._process([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+        except BaseException as exc:  # every waiter must be released, whatever happened
+            LOG.debug("batch of %d failed: %s", len(batch), exc)
+            for _, future in batch:
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
