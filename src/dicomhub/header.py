@@ -22,6 +22,7 @@ from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID
 
 from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
+from dicomhub.jsonmodel import to_json
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 BULK_THRESHOLD = 1024
@@ -178,7 +179,7 @@ def header_json(dataset: Dataset) -> dict[str, Any]:
         return f"bulkdata/{element.tag:08X}"
 
     try:
-        return dict(dataset.to_json_dict(BULK_THRESHOLD, bulk))
+        return to_json(dataset, bulk, BULK_THRESHOLD)
     except Exception:
         for element in dataset.iterall():
             try:

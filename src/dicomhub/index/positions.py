@@ -7,24 +7,33 @@ indexing may have been lost; recovery re-reads only those.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.schema import segments
 
 
+def _upsert(dialect: Any) -> Any:
+    statement = dialect.insert(segments).values(
+        name=bindparam("b_name"), indexed_end=bindparam("b_end")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[segments.c.name],
+        set_={"indexed_end": statement.excluded.indexed_end},
+        where=segments.c.indexed_end < statement.excluded.indexed_end,
+    )
+
+
+# Built once: this runs in every ingest batch.
+_ADVANCE = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+
+
 def advance(conn: Connection, name: str, end: int) -> None:
     """Record that the records of ``name`` before ``end`` are settled (never moves back)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(segments).values(name=name, indexed_end=end)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[segments.c.name],
-            set_={"indexed_end": statement.excluded.indexed_end},
-            where=segments.c.indexed_end < statement.excluded.indexed_end,
-        )
-    )
+    conn.execute(_ADVANCE[conn.dialect.name], {"b_name": name, "b_end": end})
 
 
 def position(db: IndexDatabase, name: str) -> int:

@@ -248,6 +248,8 @@ class IndexRepository:
         embedded SQLite commit without waiting for the disk (see ``IndexDatabase.write``);
         ``also`` runs in the same transaction (the ingest path records its log position).
         """
+        if len(items) == 1:
+            return [self._add_alone(items[0], durable, also)]
         results: list[AddResult | DicomhubError] = []
         with self.db.write(durable=durable) as conn:
             for item in items:
@@ -255,6 +257,24 @@ class IndexRepository:
             if also is not None:
                 also(conn)
         return results
+
+    def _add_alone(
+        self, item: NewInstance, durable: bool, also: Callable[[Connection], None] | None
+    ) -> AddResult | DicomhubError:
+        """A batch of one needs no savepoint: a refusal rolls the transaction back."""
+        for attempt in range(3):
+            try:
+                with self.db.write(durable=durable) as conn:
+                    result = self._add(conn, item)
+                    if also is not None:
+                        also(conn)
+                    return result
+            except DicomhubError as exc:
+                return exc
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _add_one(self, conn: Connection, item: NewInstance) -> AddResult | DicomhubError:
         for attempt in range(3):
@@ -305,13 +325,13 @@ class IndexRepository:
         study_row = conn.execute(_STUDY, {"b_uid": study_uid}).first()
         new_study = study_row is None
         if study_row is None:
-            patient_pk = self._upsert_patient(conn, dataset, charset, now)
+            patient_pk = self._upsert_patient(conn, dataset, header, charset, now)
             # Another writer may have created it meanwhile: then it is not new for our counts.
             new_study = self._insert_ignore(
                 conn,
                 studies,
                 {
-                    **level_values(dataset, Level.STUDY),
+                    **level_values(dataset, Level.STUDY, header),
                     "patient_fk": patient_pk,
                     "specific_character_set": charset,
                     "created_at": now,
@@ -327,7 +347,7 @@ class IndexRepository:
                 conn,
                 series,
                 {
-                    **level_values(dataset, Level.SERIES),
+                    **level_values(dataset, Level.SERIES, header),
                     "study_fk": study_pk,
                     "specific_character_set": charset,
                     "created_at": now,
@@ -338,7 +358,7 @@ class IndexRepository:
         instance_pk = conn.execute(
             _INSERT_INSTANCE,
             {
-                **level_values(dataset, Level.IMAGE),
+                **level_values(dataset, Level.IMAGE, header),
                 "series_fk": series_pk,
                 "specific_character_set": charset,
                 "header": header,
@@ -376,9 +396,14 @@ class IndexRepository:
         return AddResult(outcome, obsolete)
 
     def _upsert_patient(
-        self, conn: Connection, dataset: Dataset, charset: str, now: datetime
+        self,
+        conn: Connection,
+        dataset: Dataset,
+        header: dict[str, Any],
+        charset: str,
+        now: datetime,
     ) -> int:
-        values = level_values(dataset, Level.PATIENT)
+        values = level_values(dataset, Level.PATIENT, header)
         self._insert_ignore(
             conn,
             patients,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -29,14 +31,44 @@ def integer_value(value: Any) -> int | None:
         return None
 
 
-def level_values(dataset: Dataset, level: Level) -> dict[str, Any]:
-    """Column values of ``level`` read from ``dataset`` (computed columns excluded)."""
+@functools.cache
+def _json_key(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return f"{tag:08X}"
+
+
+def _json_value(element: dict[str, Any] | None) -> Any:
+    """An element of the DICOM JSON header as the value pydicom would give (for text)."""
+    if not element or "Value" not in element:
+        return None
+    values = [
+        "=".join(v[g] for g in ("Alphabetic", "Ideographic", "Phonetic") if g in v)
+        if isinstance(v, dict)
+        else v
+        for v in element["Value"]
+    ]
+    return values[0] if len(values) == 1 else values
+
+
+def level_values(
+    dataset: Dataset, level: Level, header: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Column values of ``level`` (computed columns excluded).
+
+    With ``header`` (the data set's DICOM JSON, already decoded) values are read from it,
+    which spares pydicom converting each element a second time; DS values, whose JSON form
+    is a number that no longer says how it was written, still come from ``dataset``.
+    """
     table = LEVEL_TABLES[level]
     values: dict[str, Any] = {}
     for attr in attributes_of(level):
         if attr.computed:
             continue
-        raw = dataset.get(attr.keyword)
+        if header is not None and attr.vr != "DS":
+            raw = _json_value(header.get(_json_key(attr.keyword)))
+        else:
+            raw = dataset.get(attr.keyword)
         if attr.vr in INTEGER_VRS:
             values[attr.column] = integer_value(raw)
             continue
