@@ -166,6 +166,19 @@ _STUDY_LISTS = (
 )
 
 
+def _retrying(attempt: Callable[[], AddResult]) -> AddResult | DicomhubError:
+    """Run an indexing attempt; a refusal is returned, a lost insert race retried."""
+    for number in range(3):
+        try:
+            return attempt()
+        except DicomhubError as exc:
+            return exc
+        except IntegrityError:
+            if number == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 class IndexRepository:
     """The index's write path and point reads."""
 
@@ -262,31 +275,22 @@ class IndexRepository:
         self, item: NewInstance, durable: bool, also: Callable[[Connection], None] | None
     ) -> AddResult | DicomhubError:
         """A batch of one needs no savepoint: a refusal rolls the transaction back."""
-        for attempt in range(3):
-            try:
-                with self.db.write(durable=durable) as conn:
-                    result = self._add(conn, item)
-                    if also is not None:
-                        also(conn)
-                    return result
-            except DicomhubError as exc:
-                return exc
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        def attempt() -> AddResult:
+            with self.db.write(durable=durable) as conn:
+                result = self._add(conn, item)
+                if also is not None:
+                    also(conn)
+                return result
+
+        return _retrying(attempt)
 
     def _add_one(self, conn: Connection, item: NewInstance) -> AddResult | DicomhubError:
-        for attempt in range(3):
-            try:
-                with conn.begin_nested():
-                    return self._add(conn, item)
-            except DicomhubError as exc:
-                return exc
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        def attempt() -> AddResult:
+            with conn.begin_nested():
+                return self._add(conn, item)
+
+        return _retrying(attempt)
 
     def remove_instance(self, sop_instance_uid: str, reason: str) -> str | None:
         """Remove an instance from the index; returns its blob key to delete after commit."""
