@@ -18,8 +18,15 @@ from typing import Any, BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.uid import UID
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.tag import BaseTag
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pydicom.values import converters
 
 from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
 from dicomhub.jsonmodel import to_json
@@ -44,6 +51,9 @@ _LONG_LENGTH_VRS = {
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _MAX_DEPTH = 32
+_VRS = frozenset(converters)
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_PLAIN_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 
 
 @dataclass
@@ -61,7 +71,16 @@ def is_valid_uid(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
 
 
-def read_header(source: Path | bytes | bytearray) -> ParsedHeader:
+@dataclass(frozen=True)
+class KnownMeta:
+    """Where the data set starts and its transfer syntax, when the caller wrote the file
+    meta itself (a receiver building the Part 10 prefix): it is then not parsed again."""
+
+    dataset_offset: int
+    transfer_syntax_uid: str
+
+
+def read_header(source: Path | bytes | bytearray, known: KnownMeta | None = None) -> ParsedHeader:
     """Parse a Part 10 file (a path, or its bytes in memory) up to its pixel data and check
     the whole data set is complete.
 
@@ -71,20 +90,51 @@ def read_header(source: Path | bytes | bytearray) -> ParsedHeader:
     """
     if isinstance(source, Path):
         with source.open("rb") as fp:
-            return _parse(fp, source.stat().st_size)
-    return _parse(BytesIO(source), len(source))
+            return _parse(fp, source.stat().st_size, known)
+    return _parse(BytesIO(source), len(source), known)
 
 
-def _parse(fp: BinaryIO, size: int) -> ParsedHeader:
+def _at_pixel_data(tag: BaseTag, _vr: str | None, _length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+def _read_data_set(fp: BinaryIO, known: KnownMeta | None) -> tuple[Dataset, int, str]:
+    """The data set up to its pixel data, where it starts, and its transfer syntax."""
+    if known is not None:
+        syntax = UID(known.transfer_syntax_uid)
+        plain = syntax in _PLAIN_SYNTAXES or (syntax.is_transfer_syntax and syntax.is_encapsulated)
+        if plain and _encoded_as_declared(fp, known.dataset_offset, syntax.is_implicit_VR):
+            fp.seek(known.dataset_offset)
+            dataset = read_dataset(
+                fp, syntax.is_implicit_VR, syntax.is_little_endian, stop_when=_at_pixel_data
+            )
+            return dataset, known.dataset_offset, str(syntax)
+    fp.seek(0)
+    read_preamble(fp, False)
+    meta = _read_file_meta_info(fp)
+    offset = fp.tell()
+    found = str(meta.get("TransferSyntaxUID", ""))
+    if not found:
+        raise CannotUnderstand("file meta has no TransferSyntaxUID")
+    fp.seek(0)
+    return dcmread(fp, stop_before_pixels=True), offset, found
+
+
+def _encoded_as_declared(fp: BinaryIO, offset: int, implicit: bool) -> bool:
+    """Whether the first element is encoded as the transfer syntax says.  Senders that get
+    this wrong exist; pydicom then reads the other way, and so must the completeness walk,
+    so such data sets take the general path."""
+    fp.seek(offset)
+    first = fp.read(6)
+    if len(first) < 6:
+        return True
+    explicit = first[4:6].decode("latin-1") in _VRS
+    return explicit != implicit
+
+
+def _parse(fp: BinaryIO, size: int, known: KnownMeta | None) -> ParsedHeader:
     try:
-        read_preamble(fp, False)
-        meta = _read_file_meta_info(fp)
-        offset = fp.tell()
-        syntax = str(meta.get("TransferSyntaxUID", ""))
-        if not syntax:
-            raise CannotUnderstand("file meta has no TransferSyntaxUID")
-        fp.seek(0)
-        dataset = dcmread(fp, stop_before_pixels=True)
+        dataset, offset, syntax = _read_data_set(fp, known)
         if len(dataset) == 0:
             raise CannotUnderstand("file has no data set after its file meta")
         implicit, little = dataset.original_encoding

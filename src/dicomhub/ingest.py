@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 from dicomhub.config import DuplicatePolicy
 from dicomhub.errors import DicomhubError, DuplicateSOPInstance, IndexFailure
 from dicomhub.group_commit import GroupCommitter
-from dicomhub.header import ParsedHeader, check_identity, header_json, read_header
+from dicomhub.header import KnownMeta, ParsedHeader, check_identity, header_json, read_header
 from dicomhub.index import positions
 from dicomhub.index.repository import AddOutcome, AddResult, IndexRepository, NewInstance
 from dicomhub.storage.base import BlobInfo, BlobStore, DualHasher, InMemoryObject, hash_stream
@@ -64,6 +64,8 @@ class IngestRequest:
     expected_sop_instance_uid: str | None = None
     content: bytes | bytearray | None = None
     """The whole Part 10 object, when it was received into memory (then ``path`` is None)."""
+    known: KnownMeta | None = None
+    """The file meta's facts, when the receiver wrote it (spares parsing it again)."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,9 @@ class Ingest:
 
     def _prepare(self, request: IngestRequest) -> _Prepared:
         if request.content is not None:
-            parsed = read_header(request.content)
+            parsed = read_header(request.content, request.known)
         elif request.path is not None:
-            parsed = read_header(request.path)
+            parsed = read_header(request.path, request.known)
         else:
             raise ValueError("an ingest request needs a path or content")
         dataset = parsed.dataset

@@ -50,7 +50,7 @@ def to_json(
     bytes); a sequence item with its own SpecificCharacterSet decides for itself.
     """
     out: dict[str, Any] = {}
-    little = dataset.is_little_endian if dataset.is_little_endian is not None else True
+    little = dataset.original_encoding[1] is True  # else (big endian, unknown): pydicom
     charset = dataset._dict.get(_CHARSET)
     if charset is not None:
         plain_text = _is_plain(charset)

@@ -9,7 +9,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
-from dicomhub.header import check_identity, header_json, is_valid_uid, read_header
+from dicomhub.header import KnownMeta, check_identity, header_json, is_valid_uid, read_header
 from tests.factories import make_dataset, write_file
 
 
@@ -66,6 +66,46 @@ def test_valid_test_files_are_read(name: str) -> None:
     parsed = read_header(_testdata(name))
     header_json(parsed.dataset)
     check_identity(parsed.dataset)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "JPEG2000.dcm",
+        "MR_small_RLE.dcm",
+        "image_dfl.dcm",  # deflated: the file meta is parsed anyway
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+    ],
+)
+def test_known_file_meta_gives_the_same_header(name: str) -> None:
+    """A receiver that wrote the file meta passes its facts; the result does not change."""
+    path = _testdata(name)
+    parsed = read_header(path)
+    known = KnownMeta(parsed.dataset_offset, parsed.transfer_syntax_uid)
+    fast = read_header(path.read_bytes(), known)
+    assert (fast.dataset_offset, fast.transfer_syntax_uid, fast.file_size) == (
+        parsed.dataset_offset,
+        parsed.transfer_syntax_uid,
+        parsed.file_size,
+    )
+    assert header_json(fast.dataset) == header_json(parsed.dataset)
+
+
+@pytest.mark.parametrize(
+    ("name", "syntax"),
+    [
+        ("MR_truncated.dcm", "1.2.840.10008.1.2.1"),
+        # Implicit VR although its file meta says JPEG Baseline; ends in a bad length.
+        ("SC_rgb_jpeg.dcm", "1.2.840.10008.1.2.4.50"),
+    ],
+)
+def test_known_file_meta_still_checks_completeness(name: str, syntax: str) -> None:
+    data = _testdata(name).read_bytes()
+    offset = 144 + int.from_bytes(data[140:144], "little")
+    with pytest.raises(CannotUnderstand, match="truncated"):
+        read_header(data, KnownMeta(offset, syntax))
 
 
 def test_truncated_pixel_data_is_refused() -> None:

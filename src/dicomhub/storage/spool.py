@@ -34,7 +34,7 @@ class Spool:
         self, blobs: FilesystemBlobStore, prefix: bytes, memory_limit: int = MEMORY_LIMIT
     ) -> None:
         self._blobs = blobs
-        self._prefix_length = len(prefix)
+        self.prefix_length = len(prefix)
         self._memory: bytearray | None = bytearray(prefix)
         self._file: StagingWriter | None = None
         self._limit = memory_limit
@@ -65,7 +65,7 @@ class Spool:
     def _spill(self) -> None:
         assert self._memory is not None
         writer = self._blobs.new_staging_file(".dcm")
-        writer.track(self._prefix_length)
+        writer.track(self.prefix_length)
         memory, self._memory = self._memory, None
         writer.write(memory)
         self._file = writer

@@ -40,6 +40,7 @@ from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.dicom.services.store import StoreRequest
 from dicomhub.dicom.status import PENDING, status_of, unexpected
 from dicomhub.errors import CannotUnderstand, DicomhubError
+from dicomhub.header import KnownMeta
 from dicomhub.index.query import InformationModel
 from dicomhub.storage.filesystem import FilesystemBlobStore
 from dicomhub.storage.spool import MEMORY_LIMIT, Spool
@@ -416,6 +417,7 @@ class Association:
                 spooled.path,
                 spooled.hashed,
                 spooled.content,
+                KnownMeta(writer.prefix_length, str(message.context.transfer_syntax)),
             )
             result = await self._run(self.engine.services.store.store, self.info, request)
         except DicomhubError as exc:

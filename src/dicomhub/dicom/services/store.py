@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dicomhub.config import Service
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.header import KnownMeta
 from dicomhub.ingest import Ingest, IngestRequest, StoreResult
 from dicomhub.storage.base import DualHasher
 
@@ -20,6 +21,8 @@ class StoreRequest:
     path: Path | None
     hashed: DualHasher | None = None
     content: bytearray | None = None
+    known: KnownMeta | None = None
+    """Set when the receiver wrote the file meta itself."""
 
 
 class StoreService:
@@ -47,5 +50,6 @@ class StoreService:
                 expected_sop_instance_uid=request.affected_sop_instance_uid,
                 hashed=request.hashed,
                 content=request.content,
+                known=request.known,
             )
         )
