@@ -21,6 +21,7 @@ rejected (``duplicate_policy = "reject"``, the default) or replaces the stored c
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,8 @@ from dicomhub.storage.base import BlobInfo, BlobStore, DualHasher, InMemoryObjec
 from dicomhub.storage.segments import SegmentKey, is_segment_key
 
 LOG = logging.getLogger(__name__)
+POSITION_INTERVAL = 1.0
+"""Seconds between two records of a segment's indexed position."""
 
 
 class StoreStatus(StrEnum):
@@ -115,6 +118,7 @@ class Ingest:
         self.repository = repository
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
+        self._position_recorded = 0.0
         self.committer: GroupCommitter[_Prepared, StoreResult | DicomhubError] = GroupCommitter(
             self._commit
         )
@@ -223,9 +227,8 @@ class Ingest:
             LOG.exception("indexing %d objects failed; their blobs were removed", len(ready))
             return [IndexFailure(f"index error: {type(exc).__name__}")] * len(ready)
 
-    @staticmethod
     def _log_position(
-        ready: list[_Prepared],
+        self, ready: list[_Prepared]
     ) -> tuple[bool, Callable[[Connection], None] | None]:
         """Whether the index commit must reach the disk itself, and the segment position to
         record with it.
@@ -233,7 +236,9 @@ class Ingest:
         Objects appended to a segment are a durable redo log of their own: when every object
         of the batch is one, the commit need not wait for the disk, because ``recovery``
         re-indexes from the segment whatever a machine crash takes from the index.  A batch
-        with a file blob has no such record and commits durably.
+        with a file blob has no such record and commits durably.  The position is recorded
+        at most once a second: recovery skips records it finds indexed, so a lagging position
+        only costs it a few look-ups.
         """
         keys = [p.blob.key for p in ready if p.blob is not None and p.memory is not None]
         logged = [SegmentKey.parse(key) for key in keys if is_segment_key(key)]
@@ -241,6 +246,10 @@ class Ingest:
             return True, None
         last = max(logged, key=lambda k: k.offset)
         durable = len(logged) != len(ready)
+        now = time.monotonic()
+        if now - self._position_recorded < POSITION_INTERVAL and not durable:
+            return durable, None
+        self._position_recorded = now
 
         def advance(conn: Connection) -> None:
             positions.advance(conn, last.segment, last.offset + last.length)

@@ -37,13 +37,18 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _pragma(conn: Connection, pragma: str) -> None:
-    """Run a PRAGMA on the driver connection, outside SQLAlchemy's transaction handling."""
+def _synchronous(conn: Connection, mode: str) -> None:
+    """Set SQLite's ``synchronous`` on the driver connection when it differs (the pooled
+    connection remembers its mode, so the ingest path does not pay two PRAGMAs a commit)."""
+    info = conn.connection.info
+    if info.get("synchronous", "FULL") == mode:
+        return
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cursor = raw.cursor()
-    cursor.execute(f"PRAGMA {pragma}")
+    cursor.execute(f"PRAGMA synchronous = {mode}")
     cursor.close()
+    info["synchronous"] = mode
 
 
 class IndexDatabase:
@@ -80,16 +85,11 @@ class IndexDatabase:
         durable record of their own use it.  PostgreSQL commits are always durable.
         """
         with self._write_lock, self.engine.connect() as plain:
-            relaxed = self.is_sqlite and not durable
-            if relaxed:
-                _pragma(plain, "synchronous = NORMAL")
-            try:
-                conn = plain.execution_options(**{_WRITE_OPTION: True})
-                with conn.begin():
-                    yield conn
-            finally:
-                if relaxed:
-                    _pragma(plain, "synchronous = FULL")
+            if self.is_sqlite:
+                _synchronous(plain, "FULL" if durable else "NORMAL")
+            conn = plain.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
