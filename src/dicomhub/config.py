@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     network_timeout: float = Field(
         120.0, gt=0, description="Seconds an idle association is kept open."
     )
+    tls_certificate: Path | None = Field(
+        None,
+        description="PEM certificate (chain) of the DICOM port.  With tls_private_key, the "
+        "port speaks DICOM over TLS only (PS3.15 B.1; TLS 1.2 or newer).",
+    )
+    tls_private_key: Path | None = Field(
+        None, description="PEM private key of tls_certificate (without a passphrase)."
+    )
+    tls_ca_certificates: Path | None = Field(
+        None,
+        description="PEM bundle of the authorities whose client certificates are accepted; "
+        "when set, every peer must present one (mutual TLS).",
+    )
     allow_unknown_calling_ae: bool | None = Field(
         None,
         description="Accept calling AE titles that are not declared peers. "

@@ -10,6 +10,7 @@ from pynetdicom import AE
 from dicomhub.conformance import REGISTRY
 from dicomhub.dicom.adapter import Handlers, install_streaming
 from dicomhub.dicom.bindings import build_services
+from dicomhub.dicom.tls import server_context
 from dicomhub.runtime import Runtime
 
 LOG = logging.getLogger("dicomhub.dicom")
@@ -72,6 +73,7 @@ class DicomServer:
             (settings.bind, settings.dicom_port),
             block=False,
             evt_handlers=self.handlers.bindings(),
+            ssl_context=server_context(settings),
         )
         LOG.info(
             "DICOM listener %s on %s:%d (%d presentation contexts)",

@@ -11,6 +11,7 @@ import threading
 from dicomhub.dicom.bindings import build_services
 from dicomhub.dicom.engine.association import Association, EngineContext
 from dicomhub.dicom.engine.negotiation import supported_contexts
+from dicomhub.dicom.tls import server_context
 from dicomhub.runtime import Runtime
 
 LOG = logging.getLogger("dicomhub.dicom")
@@ -46,6 +47,7 @@ class AsyncioDicomServer:
             dimse_timeout=settings.dimse_timeout,
             network_timeout=settings.network_timeout,
         )
+        self.tls = server_context(settings)
         self.loop = _new_loop()
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -84,6 +86,8 @@ class AsyncioDicomServer:
             reuse_port=self.reuse_port or None,
             backlog=128,
             limit=2**19,
+            ssl=self.tls,
+            ssl_handshake_timeout=settings.acse_timeout if self.tls else None,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 
