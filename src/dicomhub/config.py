@@ -2,7 +2,7 @@
 
 Every field carries a description; ``dicomhub config`` prints the effective configuration with
 those descriptions as comments.  Remote application entities ("peers") are declared in the TOML
-file as ``[peers.NAME]`` tables.
+file as ``[peers.NAME]`` tables, forwarding rules as ``[[forward]]`` tables.
 """
 
 from __future__ import annotations
@@ -57,6 +57,56 @@ class PeerConfig(BaseModel):
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return validate_ae_title(value)
+
+
+class ForwardRule(BaseModel):
+    """Send every stored instance that matches the criteria to the destination peers.
+
+    Each criterion is a list of values of which any may match (C-FIND wildcards ``*`` and
+    ``?`` allowed); an empty or absent criterion matches anything.  Every criterion given must
+    match.  Destinations are peer names: configured ``[peers.NAME]`` or run-time peers in the
+    database, so an unknown name is reported when forwarding, not when loading.
+    """
+
+    name: str = Field(
+        min_length=1, max_length=64, description="Name of the rule (shown in the queue)."
+    )
+    destinations: list[str] = Field(
+        min_length=1, description="Names of the peers that receive the matching instances."
+    )
+    calling_ae_title: list[str] = Field(
+        default_factory=list, description="AE titles of the senders (any of them)."
+    )
+    called_ae_title: list[str] = Field(
+        default_factory=list, description="AE titles the instances were sent to (any of them)."
+    )
+    modality: list[str] = Field(default_factory=list, description="Modality values (any).")
+    sop_class_uid: list[str] = Field(default_factory=list, description="SOP Class UIDs (any).")
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="DICOM keyword -> value matched against the instance's header as a "
+        "C-FIND key would be (wildcards, ranges, value lists).",
+    )
+
+    @field_validator("destinations")
+    @classmethod
+    def _check_destinations(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value]
+        if any(not name for name in names):
+            raise ValueError("a destination must be a peer name")
+        return names
+
+    @field_validator("attributes")
+    @classmethod
+    def _check_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        from pydicom.datadict import dictionary_VR, keyword_dict
+
+        for keyword in value:
+            if keyword not in keyword_dict:
+                raise ValueError(f"{keyword!r} is not a DICOM keyword")
+            if dictionary_VR(keyword) == "SQ":
+                raise ValueError(f"{keyword} is a sequence; match one of its items' keys")
+        return value
 
 
 DuplicatePolicy = Literal["reject", "replace"]
@@ -150,11 +200,61 @@ class Settings(BaseSettings):
     peers: dict[str, PeerConfig] = Field(
         default_factory=dict, description="Remote AEs, declared as [peers.NAME] tables."
     )
+    forward: list[ForwardRule] = Field(
+        default_factory=list,
+        description="Forwarding rules, declared as [[forward]] tables: each stored instance "
+        "that matches a rule is queued in the database and sent to the rule's peers.",
+    )
+    forward_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="Attempts to send an instance to a peer before it is moved to the failed "
+        "state (see `dicomhub queue`).",
+    )
+    forward_retry_initial: float = Field(
+        5.0, gt=0, description="Seconds before the first retry; doubled at every attempt."
+    )
+    forward_retry_max: float = Field(
+        600.0, gt=0, description="Longest wait, in seconds, between two attempts."
+    )
+    forward_batch_size: int = Field(
+        100,
+        ge=1,
+        description="Queue items taken at once; each destination gets one association per batch.",
+    )
+    forward_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two looks at the queue when it is idle (the queue is "
+        "shared by every dicomhub process on the database).",
+    )
+    forward_lease: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a process keeps the queue items it took before another process "
+        "may take them (the process renews it while sending; after a crash the items are "
+        "sent again once it expires).",
+    )
+    forward_keep_done: float = Field(
+        604800.0,
+        ge=0,
+        description="Seconds a delivered queue item is kept for `dicomhub queue list` before "
+        "the forwarder removes it (default: 7 days; 0: keep until `dicomhub queue drop`).",
+    )
 
     @field_validator("ae_title")
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return validate_ae_title(value)
+
+    @field_validator("forward")
+    @classmethod
+    def _check_rule_names(cls, value: list[ForwardRule]) -> list[ForwardRule]:
+        names = [rule.name for rule in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"forwarding rule names must be unique: {', '.join(repeated)}")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -237,7 +337,7 @@ def render_settings(settings: Settings) -> str:
     """Render the effective configuration as commented TOML."""
     lines = ["# dicomhub effective configuration (environment > config file > defaults)", ""]
     for name, field in Settings.model_fields.items():
-        if name == "peers":
+        if name in {"peers", "forward"}:
             continue
         value = getattr(settings, name)
         lines.append(f"# {field.description}")
@@ -262,6 +362,15 @@ def render_settings(settings: Settings) -> str:
         lines.append(f"port = {peer.port}")
         lines.append(f"services = {_toml_value([str(s) for s in peer.services])}")
         lines.append("")
+    for rule in settings.forward:
+        lines.append("[[forward]]")
+        for name in ForwardRule.model_fields:
+            value = getattr(rule, name)
+            if value or name in {"name", "destinations"}:
+                lines.append(f"{name} = {_toml_value(value)}")
+            else:
+                lines.append(f"# {name} = {_toml_value(value)}  (any)")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -272,8 +381,15 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }" if value else "{}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def _hide_password(url: str) -> str:

@@ -61,11 +61,20 @@ def _storage_classes() -> list[SOPClassSupport]:
 VERIFICATION = UID("1.2.840.10008.1.1")
 PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
 STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
+PATIENT_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.1.2")
+PATIENT_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.1.3")
+STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
+STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
+PATIENT_ROOT = {PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET}
 
 REGISTRY: tuple[SOPClassSupport, ...] = (
     SOPClassSupport(VERIFICATION, VERIFICATION.name, Service.VERIFICATION, "SCP", UNCOMPRESSED),
     SOPClassSupport(PATIENT_ROOT_FIND, PATIENT_ROOT_FIND.name, Service.QUERY, "SCP", UNCOMPRESSED),
     SOPClassSupport(STUDY_ROOT_FIND, STUDY_ROOT_FIND.name, Service.QUERY, "SCP", UNCOMPRESSED),
+    *(
+        SOPClassSupport(uid, uid.name, Service.RETRIEVE, "SCP", UNCOMPRESSED)
+        for uid in (PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_MOVE, STUDY_ROOT_GET)
+    ),
     *_storage_classes(),
 )
 
@@ -138,6 +147,27 @@ def render_conformance() -> str:
         "regard to case unless `case_insensitive_pn = false`. Every requested key is "
         "returned: from the index, else from the stored header, else empty. Responses are "
         "encoded in the character set the matched objects were stored with.",
+        "",
+        "## C-MOVE and C-GET",
+        "",
+        "Patient Root and Study Root, all levels, on the asyncio engine.  The unique key of the"
+        " retrieve level is required (a list of UIDs is allowed); unique keys above it narrow"
+        " the selection when present.  The Move Destination must be a declared peer (0xA801"
+        " otherwise).  C-MOVE sub-operations use one new association to the destination;"
+        " C-GET sub-operations use the requesting association, on storage contexts where the"
+        " requestor accepted the SCP role (SCP/SCU role selection is accepted for every storage"
+        " SOP class).  Pending responses carry the Remaining, Completed, Failed and Warning"
+        " counts; the final status is 0x0000, 0xB000 with FailedSOPInstanceUIDList, 0xA702"
+        " when the destination cannot be reached or the association is lost, or 0xFE00 after"
+        " a C-CANCEL.",
+        "",
+        "## Storage SCU",
+        "",
+        "dicomhub sends instances (C-MOVE and C-GET sub-operations, forwarding, `dicomhub send`)"
+        " for every storage SOP class it stores.  For each SOP class and stored transfer syntax"
+        " it proposes one context with the stored syntax alone and one with Explicit and"
+        " Implicit VR Little Endian; an instance is sent unchanged on the first when accepted,"
+        " otherwise transcoded to the syntax accepted.",
         "",
     ]
     return "\n".join(lines)

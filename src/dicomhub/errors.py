@@ -96,6 +96,30 @@ class UnableToProcess(DicomhubError):
     summary = "error: unable to process"
 
 
+class MoveDestinationUnknown(DicomhubError):
+    """A C-MOVE names a destination AE that is not a declared peer."""
+
+    dimse_status = 0xA801
+    http_status = 404
+    summary = "refused: move destination unknown"
+
+
+class PeerUnavailable(DicomhubError):
+    """A peer could not be reached, refused the association, or dropped it."""
+
+    dimse_status = 0xA702
+    http_status = 502
+    summary = "refused: unable to perform sub-operations"
+
+
+class CannotTranscode(DicomhubError):
+    """No transfer syntax the receiver accepts can be produced from the stored object."""
+
+    dimse_status = 0xC000
+    http_status = 406
+    summary = "failure: cannot transcode"
+
+
 OUTCOMES: tuple[type[DicomhubError], ...] = (
     OutOfResources,
     DataSetDoesNotMatchSOPClass,
@@ -106,5 +130,8 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     NotAuthorized,
     IdentifierDoesNotMatchSOPClass,
     UnableToProcess,
+    MoveDestinationUnknown,
+    PeerUnavailable,
+    CannotTranscode,
 )
 """Every outcome class, in the order the conformance statement lists them."""

@@ -61,6 +61,8 @@ class IngestRequest:
     """``path`` is a staging file of the blob store: moved into place, removed on failure."""
     source: str
     calling_ae_title: str = ""
+    called_ae_title: str = ""
+    """The AE title the sender addressed (forwarding rules may select on it)."""
     hashed: DualHasher | None = None
     """Checksums computed while the staging file was received, if any."""
     expected_sop_class_uid: str | None = None
@@ -214,6 +216,7 @@ class Ingest:
                     p.request.source,
                     p.request.calling_ae_title,
                     replace,
+                    p.request.called_ae_title,
                 )
             )
         durable, also = self._log_position(ready)

@@ -1,18 +1,23 @@
 """Builds the long-lived objects once at start-up from the settings.
 
 The index, blob store, ingest path and access policy are created here and handed to whatever
-needs them (the DICOM acceptor, the CLI commands); nothing else constructs them.
+needs them (the DICOM acceptor, the CLI commands); nothing else constructs them.  When
+forwarding rules are configured, the index queues each stored instance for its destinations in
+the indexing transaction (``forwarding.ForwardEnqueuer``); ``dicomhub serve`` sends the queue.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from dicomhub.config import Settings
 from dicomhub.dicom.peers import AccessPolicy
+from dicomhub.forwarding import ForwardEnqueuer, ForwardRules
 from dicomhub.index import migrate
 from dicomhub.index.engine import IndexDatabase
+from dicomhub.index.forward_queue import ForwardQueue, RetryPolicy
 from dicomhub.index.peers import PeerRepository
 from dicomhub.index.query import FindService
 from dicomhub.index.repository import IndexRepository
@@ -35,6 +40,10 @@ class Runtime:
     ingest: Ingest
     access: AccessPolicy
     finder: FindService
+    forward_queue: ForwardQueue
+    forward_rules: ForwardRules
+    forward_wake: threading.Event = field(default_factory=threading.Event)
+    """Set when this process queued something to forward (the forwarder starts at once)."""
 
     def recover(self) -> None:
         """Before serving: remove dead transfers' staging files and re-index what an unclean
@@ -58,6 +67,20 @@ def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
     repository = IndexRepository(db)
     peers = PeerRepository(db)
     blobs = FilesystemBlobStore(settings.effective_storage_dir)
+    forward_queue = ForwardQueue(
+        db,
+        RetryPolicy(
+            settings.forward_max_attempts,
+            settings.forward_retry_initial,
+            settings.forward_retry_max,
+        ),
+    )
+    forward_rules = ForwardRules(settings.forward, case_insensitive_pn=settings.case_insensitive_pn)
+    forward_wake = threading.Event()
+    if forward_rules:
+        enqueuer = ForwardEnqueuer(forward_rules, forward_queue, forward_wake)
+        enqueuer.install(db)
+        repository.after_add = enqueuer
     return Runtime(
         settings=settings,
         db=db,
@@ -69,4 +92,7 @@ def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         finder=FindService(
             db, ae_title=settings.ae_title, case_insensitive_pn=settings.case_insensitive_pn
         ),
+        forward_queue=forward_queue,
+        forward_rules=forward_rules,
+        forward_wake=forward_wake,
     )

@@ -44,7 +44,16 @@ TOOL_TIMEOUT = 120.0
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
-DCMTK_TOOLS = ("echoscu", "storescu", "dcmsend", "findscu", "storescp")
+DCMTK_TOOLS = (
+    "echoscu",
+    "storescu",
+    "dcmsend",
+    "findscu",
+    "storescp",
+    "movescu",
+    "getscu",
+    "dcmdump",
+)
 
 
 def _find_dcmtk(name: str) -> str | None:

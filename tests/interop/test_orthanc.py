@@ -18,6 +18,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,12 @@ class Orthanc:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def orthanc(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    """Orthanc with dicomhub declared as the modality "hub"; stopped by PID."""
-    workdir = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
+@contextmanager
+def running_orthanc(
+    workdir: Path, hub: Hub, *, dicom_port: int = 0, http_port: int = 0
+) -> Iterator[Orthanc]:
+    """Orthanc (AE ORTHANC) with dicomhub declared as the modality "hub"; stopped by PID."""
+    http_port, dicom_port = http_port or free_port(), dicom_port or free_port()
     config = {
         "Name": "interop",
         "StorageDirectory": str(workdir / "storage"),
@@ -132,6 +134,13 @@ def orthanc(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orth
         yield server
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def orthanc(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """Orthanc knowing dicomhub as "hub"."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc"), hub) as server:
+        yield server
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""``dicomhub`` command line: serve, import, config, db, verify, peers, conformance."""
+"""``dicomhub`` command line: serve, import, config, db, verify, peers, queue, conformance."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from dicomhub import __version__
 from dicomhub.cli.logs import setup_logging
+from dicomhub.cli.queue import queue_app
 from dicomhub.config import (
     ConfigError,
     PeerConfig,
@@ -27,6 +29,7 @@ db_app = typer.Typer(help="Index database maintenance.", no_args_is_help=True)
 peers_app = typer.Typer(help="Peers (remote AEs) stored in the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(peers_app, name="peers")
+app.add_typer(queue_app, name="queue")
 
 LOG = logging.getLogger("dicomhub")
 _state: dict[str, Path | None] = {"config": None}
@@ -232,6 +235,121 @@ def peers_remove(name: str) -> None:
     if not removed:
         typer.echo(f"error: no run-time peer named {name}", err=True)
         raise typer.Exit(1)
+
+
+KeyOption = Annotated[
+    list[str] | None,
+    typer.Option("--key", "-k", help="Query key: Keyword=value, or Keyword to ask for it."),
+]
+LevelOption = Annotated[
+    str | None,
+    typer.Option("--level", "-l", help="QueryRetrieveLevel (default STUDY, or as -k gives)."),
+]
+PatientRootOption = Annotated[
+    bool, typer.Option("--patient-root", "-P", help="Patient Root model (default Study Root).")
+]
+
+
+def _scu_errors(run: Callable[[], bool]) -> None:
+    """Run an SCU command: peer and usage errors become one sentence and exit status 2."""
+    from dicomhub.cli.scu import UsageError
+    from dicomhub.errors import DicomhubError
+
+    try:
+        ok = run()
+    except (UsageError, DicomhubError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def echo(peer: Annotated[str, typer.Argument(help="Peer name, AE title or AE@host:port.")]) -> None:
+    """C-ECHO a peer."""
+    from dicomhub.cli.scu import run_echo
+
+    runtime = _runtime(_settings())
+    try:
+        _scu_errors(lambda: run_echo(runtime, peer, Console()))
+    finally:
+        runtime.close()
+
+
+@app.command()
+def send(
+    peer: Annotated[str, typer.Argument(help="Peer name, AE title or AE@host:port.")],
+    uids: Annotated[
+        list[str] | None, typer.Argument(help="Study, series or instance UIDs to send.")
+    ] = None,
+    key: KeyOption = None,
+    level: LevelOption = None,
+) -> None:
+    """C-STORE stored instances to a peer: by UIDs, or those a local query selects."""
+    from dicomhub.cli.scu import UsageError, print_send_summary, run_send, select_instances
+
+    runtime = _runtime(_settings())
+    console = Console()
+
+    def run() -> bool:
+        if not uids and not key:
+            raise UsageError("name UIDs or give a query with -k")
+        instances = select_instances(runtime, uids or [], key or [], level)
+        if not instances:
+            raise UsageError("nothing stored matches")
+        results = run_send(runtime, peer, instances, console)
+        print_send_summary(results, console)
+        return all(r.ok for r in results)
+
+    try:
+        _scu_errors(run)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def find(
+    peer: Annotated[str, typer.Argument(help="Peer name, AE title or AE@host:port.")],
+    key: KeyOption = None,
+    level: LevelOption = None,
+    patient_root: PatientRootOption = False,
+) -> None:
+    """C-FIND on a peer and print the matches."""
+    from dicomhub.cli.scu import run_find
+
+    runtime = _runtime(_settings())
+    try:
+        _scu_errors(lambda: run_find(runtime, peer, key or [], level, patient_root, Console()) >= 0)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def retrieve(
+    peer: Annotated[str, typer.Argument(help="Peer name, AE title or AE@host:port.")],
+    key: KeyOption = None,
+    level: LevelOption = None,
+    patient_root: PatientRootOption = False,
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="move (to dicomhub's AE) or get.")
+    ] = "move",
+) -> None:
+    """Retrieve from a peer into dicomhub (C-MOVE to dicomhub, or C-GET)."""
+    from dicomhub.cli.scu import UsageError, run_retrieve
+
+    runtime = _runtime(_settings())
+
+    def run() -> bool:
+        if method not in {"move", "get"}:
+            raise UsageError(f"--method must be move or get, not {method!r}")
+        if not key:
+            raise UsageError("give the unique keys to retrieve with -k")
+        return run_retrieve(runtime, peer, key, level, patient_root, method, Console())
+
+    try:
+        _scu_errors(run)
+    finally:
+        runtime.close()
 
 
 def _display_url(settings: Settings) -> str:

@@ -35,6 +35,7 @@ def _wait_for_signal() -> None:
 def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> None:
     """Open the runtime, serve until a signal, then stop cleanly."""
     from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
+    from dicomhub.dicom.forwarder import Forwarder
     from dicomhub.dicom.server import Listener, create_listener
 
     try:
@@ -46,8 +47,10 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
     server: Listener = (
         AsyncioDicomServer(runtime, reuse_port=True) if reuse_port else create_listener(runtime)
     )
+    forwarder = Forwarder(runtime)
     try:
         server.start()
+        forwarder.start()
         LOG.info(
             "dicomhub %s serving; data in %s, index %s",
             __version__,
@@ -57,6 +60,7 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
         _wait_for_signal()
         LOG.info("shutting down")
     finally:
+        forwarder.stop()
         server.stop()
         runtime.close()
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from dicomhub.dicom.services.echo import EchoService
 from dicomhub.dicom.services.query import QueryService
+from dicomhub.dicom.services.retrieve import RetrieveService
 from dicomhub.dicom.services.store import StoreService
+from dicomhub.index.retrieve import RetrieveLocator
 from dicomhub.runtime import Runtime
 
 
@@ -17,6 +19,7 @@ class Services:
     echo: EchoService
     store: StoreService
     query: QueryService
+    retrieve: RetrieveService
 
 
 def build_services(runtime: Runtime) -> Services:
@@ -25,4 +28,7 @@ def build_services(runtime: Runtime) -> Services:
         echo=EchoService(runtime.access),
         store=StoreService(runtime.ingest, runtime.access),
         query=QueryService(runtime.finder, runtime.access),
+        retrieve=RetrieveService(
+            RetrieveLocator(runtime.db), runtime.access, runtime.settings, runtime.blobs
+        ),
     )

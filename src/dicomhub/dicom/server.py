@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from pynetdicom import AE
 
+from dicomhub.config import Service
 from dicomhub.conformance import REGISTRY
 from dicomhub.dicom.adapter import Handlers, install_streaming
 from dicomhub.dicom.bindings import build_services
@@ -14,6 +15,8 @@ from dicomhub.dicom.tls import server_context
 from dicomhub.runtime import Runtime
 
 LOG = logging.getLogger("dicomhub.dicom")
+PYNETDICOM_SERVICES = {Service.VERIFICATION, Service.STORAGE, Service.QUERY}
+"""What the pynetdicom engine serves; C-MOVE and C-GET need the asyncio engine."""
 
 
 class Listener(Protocol):
@@ -52,7 +55,7 @@ class DicomServer:
         ae.dimse_timeout = settings.dimse_timeout
         ae.network_timeout = settings.network_timeout
         for entry in REGISTRY:
-            if entry.role == "SCP":
+            if entry.role == "SCP" and entry.service in PYNETDICOM_SERVICES:
                 ae.add_supported_context(entry.uid, list(entry.transfer_syntaxes))
         ae.dicomhub_gate = runtime.access.check_association  # type: ignore[attr-defined]
         self.ae = ae

@@ -86,8 +86,9 @@ def _keys(identifier: Dataset, level: Level, case_insensitive_pn: bool) -> list[
     return keys
 
 
-def check_identifier(identifier: Dataset, model: InformationModel) -> Level:
-    """Validate level and hierarchy (PS3.4 C.4.1.2.1); return the query level."""
+def identifier_level(identifier: Dataset, model: InformationModel) -> Level:
+    """The QueryRetrieveLevel of a C-FIND, C-MOVE or C-GET identifier, checked against the
+    information model."""
     raw = str(identifier.get("QueryRetrieveLevel", "") or "").strip()
     if not raw:
         raise IdentifierDoesNotMatchSOPClass("QueryRetrieveLevel is missing")
@@ -99,6 +100,12 @@ def check_identifier(identifier: Dataset, model: InformationModel) -> Level:
         raise IdentifierDoesNotMatchSOPClass(
             f"QueryRetrieveLevel {raw} is not valid in the {model.value.title()} Root model"
         )
+    return level
+
+
+def check_identifier(identifier: Dataset, model: InformationModel) -> Level:
+    """Validate level and hierarchy (PS3.4 C.4.1.2.1); return the query level."""
+    level = identifier_level(identifier, model)
     for upper in model.levels[: model.levels.index(level)]:
         keyword = UNIQUE_KEYS[upper]
         value = text_value(identifier.get(keyword))

@@ -62,6 +62,7 @@ class NewInstance:
     source: str
     calling_ae_title: str = ""
     replace: bool = False
+    called_ae_title: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ class IndexRepository:
 
     def __init__(self, db: IndexDatabase) -> None:
         self.db = db
+        self.after_add: Callable[[Connection, NewInstance], None] | None = None
+        """Called in the indexing transaction of each stored or replaced instance (the
+        forwarding queue is filled there, so an acknowledged instance always has its rows)."""
 
     # Reads ------------------------------------------------------------------------------
 
@@ -397,6 +401,8 @@ class IndexRepository:
                 "calling_ae_title": calling_ae_title,
             },
         )
+        if self.after_add is not None:
+            self.after_add(conn, item)
         return AddResult(outcome, obsolete)
 
     def _upsert_patient(

@@ -154,6 +154,28 @@ segments = Table(
     Column("indexed_end", BigInteger, nullable=False),
 )
 
+forward_queue = Table(
+    "forward_queue",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sop_instance_uid", String(64), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("rule", String(64), nullable=False),
+    # 'pending' (to send), 'done' (the destination acknowledged it, or it was deleted since)
+    # or 'failed' (given up: unknown peer or too many attempts; `dicomhub queue retry`).
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    # The process sending the item ("host:pid:random") and until when no other may take it.
+    Column("leased_by", String(128), nullable=True),
+    Column("leased_until", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Index("ix_forward_queue_due", "state", "next_attempt_at"),
+)
+
 LEVEL_TABLES: dict[Level, Table] = {
     Level.PATIENT: patients,
     Level.STUDY: studies,

@@ -332,7 +332,7 @@ class FilesystemBlobStore:
         host = socket.gethostname()
         for folder in self.staging_root.iterdir():
             name, _, pid = folder.name.rpartition(".")
-            dead = name == host and pid.isdigit() and not _alive(int(pid))
+            dead = name == host and pid.isdigit() and not process_alive(int(pid))
             folder_limit = limit
             if folder == self.staging:
                 # Our pid may be a dead process's, reused: what predates our start is stale.
@@ -353,7 +353,8 @@ class FilesystemBlobStore:
         return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,7 +13,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from dicomhub.config import Service
-from dicomhub.conformance import PATIENT_ROOT_FIND, service_of
+from dicomhub.conformance import PATIENT_ROOT, service_of
 from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
@@ -37,11 +37,14 @@ from dicomhub.dicom.engine.negotiation import (
     reject,
 )
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.dicom.sending import SubOperation, prepare
+from dicomhub.dicom.services.retrieve import RetrieveResponse
 from dicomhub.dicom.services.store import StoreRequest
 from dicomhub.dicom.status import PENDING, status_of, unexpected
-from dicomhub.errors import CannotUnderstand, DicomhubError
+from dicomhub.errors import CannotUnderstand, DicomhubError, PeerUnavailable
 from dicomhub.header import KnownMeta
 from dicomhub.index.query import InformationModel
+from dicomhub.index.repository import StoredInstance
 from dicomhub.storage.filesystem import FilesystemBlobStore
 from dicomhub.storage.spool import MEMORY_LIMIT, Spool
 
@@ -102,6 +105,8 @@ class Association:
         self.worker: asyncio.Task[None] | None = None
         self.busy = False
         self.running_message_id: int | None = None
+        self.awaiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.sub_message_id = 0
 
     # Life cycle -------------------------------------------------------------------------
 
@@ -138,6 +143,8 @@ class Association:
 
     async def _close(self) -> None:
         self.closed.set()
+        for waiting in self.awaiting.values():
+            waiting.cancel()
         if self.worker is not None and not self.worker.done():
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)
@@ -300,6 +307,9 @@ class Association:
         command = cmd.decode_command(bytes(self.command_buffer))
         self.command_buffer.clear()
         field_ = command.get("CommandField")
+        if isinstance(field_, int) and field_ & 0x8000:
+            self._on_response(command)
+            return
         if field_ == cmd.C_CANCEL_RQ:
             target = int(command.get("MessageIDBeingRespondedTo") or 0)
             if target == self.running_message_id or any(
@@ -317,6 +327,19 @@ class Association:
         if field_ == cmd.C_STORE_RQ:
             message.writer = self._open_staging(context, command)
         self.current = message
+
+    def _on_response(self, command: dict[str, Any]) -> None:
+        """A response to a request dicomhub sent on this association (C-GET sub-operations)."""
+        if command.get("CommandDataSetType", cmd.NO_DATA_SET) != cmd.NO_DATA_SET:
+            raise pdu.ProtocolError("a response with a data set where none is defined")
+        target = int(command.get("MessageIDBeingRespondedTo") or 0)
+        waiting = self.awaiting.pop(target, None)
+        if waiting is None or waiting.done():
+            LOG.warning(
+                "%s: response to message %d, which was not sent; ignored", self.info, target
+            )
+            return
+        waiting.set_result(command)
 
     def _open_staging(self, context: AcceptedContext, command: dict[str, Any]) -> Spool:
         uids = [str(command.get(k, "")) for k in ("AffectedSOPClassUID", "AffectedSOPInstanceUID")]
@@ -387,8 +410,10 @@ class Association:
             await self._c_store(message)
         elif field_ == cmd.C_ECHO_RQ:
             await self._c_echo(message)
-        else:
+        elif field_ == cmd.C_FIND_RQ:
             await self._c_find(message)
+        else:
+            await self._c_retrieve(message)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -448,23 +473,95 @@ class Association:
         )
         await self._respond(message, cmd.C_STORE_RSP, 0x0000)
 
-    async def _c_find(self, message: Message) -> None:
-        model = (
-            InformationModel.PATIENT_ROOT
-            if message.command.get("AffectedSOPClassUID") == PATIENT_ROOT_FIND
-            else InformationModel.STUDY_ROOT
-        )
+    def _model(self, message: Message) -> InformationModel:
+        if message.command.get("AffectedSOPClassUID") in PATIENT_ROOT:
+            return InformationModel.PATIENT_ROOT
+        return InformationModel.STUDY_ROOT
+
+    def _identifier(self, message: Message) -> Dataset:
         syntax = message.context.transfer_syntax
+        try:
+            return decode(
+                BytesIO(bytes(message.data)),
+                syntax.is_implicit_VR,
+                syntax.is_little_endian,
+                syntax.is_deflated,
+            )
+        except Exception as exc:
+            raise CannotUnderstand(f"identifier cannot be decoded: {exc}") from exc
+
+    def _is_cancelled(self, message: Message) -> Callable[[], bool]:
         message_id = int(message.command.get("MessageID") or 0)
+        return lambda: message_id in self.cancelled or self.closed.is_set()
+
+    async def _c_find(self, message: Message) -> None:
+        model = self._model(message)
+        matches = 0
+
+        def produce() -> Iterator[_Response]:
+            for status, match in self.engine.services.query.find(
+                self.info, self._identifier(message), model, self._is_cancelled(message)
+            ):
+                yield _Response(status, match)
+
+        async for response in self._stream(message, produce, cmd.C_FIND_RSP, "C-FIND"):
+            if response.status == PENDING:
+                matches += 1
+            else:
+                LOG.info(
+                    "C-FIND %s root from %s: %d matches, 0x%04X",
+                    model.value,
+                    self.info,
+                    matches,
+                    response.status,
+                )
+
+    async def _c_retrieve(self, message: Message) -> None:
+        """C-MOVE or C-GET: sub-operations run by the retrieve service, responses streamed."""
+        model = self._model(message)
+        is_move = message.command.get("CommandField") == cmd.C_MOVE_RQ
+        name = "C-MOVE" if is_move else "C-GET"
+        retrieve = self.engine.services.retrieve
+        sender = self._sub_operation_sender()
+
+        def produce() -> Iterator[_Response]:
+            identifier = self._identifier(message)
+            cancelled = self._is_cancelled(message)
+            if is_move:
+                responses = retrieve.move(
+                    self.info,
+                    identifier,
+                    model,
+                    str(message.command.get("MoveDestination") or ""),
+                    int(message.command.get("MessageID") or 0),
+                    cancelled,
+                )
+            else:
+                responses = retrieve.get(self.info, identifier, model, sender, cancelled)
+            for response in responses:
+                yield _Response.of(response)
+
+        rsp = cmd.C_MOVE_RSP if is_move else cmd.C_GET_RSP
+        async for _ in self._stream(message, produce, rsp, name):
+            pass
+
+    async def _stream(
+        self,
+        message: Message,
+        produce: Callable[[], Iterator[_Response]],
+        response_field: int,
+        name: str,
+    ) -> AsyncIterator[_Response]:
+        """Run ``produce`` in the thread pool and send each response it yields, in order.
+
+        The producer waits while the responses queue up, so a slow peer holds back the
+        query, and a C-CANCEL is seen between two responses.
+        """
+        syntax = message.context.transfer_syntax
         loop = asyncio.get_running_loop()
-        results: asyncio.Queue[tuple[int, Dataset | None] | DicomhubError | None] = asyncio.Queue(
-            maxsize=8
-        )
+        results: asyncio.Queue[_Response | DicomhubError | None] = asyncio.Queue(maxsize=8)
 
-        def is_cancelled() -> bool:
-            return message_id in self.cancelled or self.closed.is_set()
-
-        def put(item: tuple[int, Dataset | None] | DicomhubError | None) -> bool:
+        def put(item: _Response | DicomhubError | None) -> bool:
             future = asyncio.run_coroutine_threadsafe(results.put(item), loop)
             while True:
                 try:
@@ -475,61 +572,130 @@ class Association:
                         future.cancel()
                         return False
 
-        def produce() -> None:
+        def run() -> None:
             try:
-                identifier = decode(
-                    BytesIO(bytes(message.data)),
-                    syntax.is_implicit_VR,
-                    syntax.is_little_endian,
-                    syntax.is_deflated,
-                )
-            except Exception as exc:
-                put(CannotUnderstand(f"identifier cannot be decoded: {exc}"))
-                put(None)
-                return
-            try:
-                for status, match in self.engine.services.query.find(
-                    self.info, identifier, model, is_cancelled
-                ):
-                    if not put((status, match)):
+                for item in produce():
+                    if not put(item):
                         return
             except DicomhubError as exc:
                 put(exc)
             except Exception as exc:
-                put(unexpected(exc, f"C-FIND from {self.info}"))
+                put(unexpected(exc, f"{name} from {self.info}"))
             put(None)
 
-        producer = loop.run_in_executor(self.engine.executor, produce)
-        matches = 0
+        producer = loop.run_in_executor(self.engine.executor, run)
         try:
             while (item := await results.get()) is not None:
                 if isinstance(item, DicomhubError):
                     LOG.warning(
-                        "C-FIND from %s refused: 0x%04X %s", self.info, item.dimse_status, item
+                        "%s from %s refused: 0x%04X %s", name, self.info, item.dimse_status, item
                     )
-                    await self._respond(message, cmd.C_FIND_RSP, *status_of(item))
+                    await self._respond(message, response_field, *status_of(item))
                     continue
-                status, match = item
-                if status == PENDING and match is not None:
-                    matches += 1
+                data = None
+                if item.identifier is not None:
                     data = encode(
-                        match, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+                        item.identifier,
+                        syntax.is_implicit_VR,
+                        syntax.is_little_endian,
+                        syntax.is_deflated,
                     )
                     if data is None:
-                        raise DicomhubError("a matching identifier could not be encoded")
-                    await self._respond(message, cmd.C_FIND_RSP, PENDING, data=data)
-                    continue
-                LOG.info(
-                    "C-FIND %s root from %s: %d matches, 0x%04X",
-                    model.value,
-                    self.info,
-                    matches,
-                    status,
+                        raise DicomhubError("a response identifier could not be encoded")
+                await self._respond(
+                    message,
+                    response_field,
+                    item.status,
+                    item.comment or None,
+                    data=data,
+                    **item.counts,
                 )
-                await self._respond(message, cmd.C_FIND_RSP, status)
+                yield item
         finally:
-            self.cancelled.discard(message_id)
+            self.cancelled.discard(int(message.command.get("MessageID") or 0))
             await producer
+
+    # C-GET sub-operations: C-STORE requests dicomhub sends on this association ------------
+
+    def _sub_operation_sender(self) -> Callable[[StoredInstance], SubOperation]:
+        """A function, called in the thread pool, that C-STOREs one instance to the peer."""
+        loop = asyncio.get_running_loop()
+
+        def send(instance: StoredInstance) -> SubOperation:
+            uid = instance.sop_instance_uid
+            contexts = [c for c in self.contexts.values() if c.scu]
+            ready = prepare(self.engine.blobs, contexts, instance, str(self.info))
+            if isinstance(ready, SubOperation):
+                return ready
+            path, data = ready
+            self.sub_message_id = self.sub_message_id % 0xFFFF + 1
+            message_id = self.sub_message_id
+            context_id = path.context.context_id
+            command = cmd.encode_command(
+                AffectedSOPClassUID=instance.sop_class_uid,
+                CommandField=cmd.C_STORE_RQ,
+                MessageID=message_id,
+                Priority=0,
+                CommandDataSetType=cmd.DATA_SET_PRESENT,
+                AffectedSOPInstanceUID=uid,
+            )
+            answer = asyncio.run_coroutine_threadsafe(self._expect(message_id), loop)
+            self._write_from_thread(loop, list(pdu.p_data(context_id, True, command, 0)))
+            room = max((self.peer_max_pdu or 1 << 20) - 6, 1)
+            pending = bytearray()
+            left = data.length
+            for chunk in data.chunks:
+                pending += chunk
+                batch = []
+                while len(pending) >= room and left > room:
+                    batch.append(pdu.data_pdu(context_id, pending[:room], last=False))
+                    del pending[:room]
+                    left -= room
+                if batch:
+                    self._write_from_thread(loop, batch)
+            batch = []
+            while pending or not batch:
+                piece = pending[:room]
+                del pending[:room]
+                batch.append(pdu.data_pdu(context_id, piece, last=not pending))
+            self._write_from_thread(loop, batch)
+            try:
+                response = answer.result(timeout=self.engine.dimse_timeout + 1)
+            except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError) as exc:
+                raise PeerUnavailable(f"no C-STORE response from {self.info} for {uid}") from exc
+            return SubOperation(
+                uid,
+                int(response.get("Status") or 0),
+                str(response.get("ErrorComment") or ""),
+                path.transfer_syntax_uid,
+            )
+
+        return send
+
+    async def _expect(self, message_id: int) -> dict[str, Any]:
+        waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.awaiting[message_id] = waiting
+        try:
+            async with asyncio.timeout(self.engine.dimse_timeout):
+                return await waiting
+        finally:
+            self.awaiting.pop(message_id, None)
+
+    def _write_from_thread(self, loop: asyncio.AbstractEventLoop, pieces: list[bytes]) -> None:
+        if self.closed.is_set():
+            raise PeerUnavailable(f"association {self.info} is closed")
+
+        async def write() -> None:
+            for piece in pieces:
+                self.writer.write(piece)
+            await self.writer.drain()
+
+        try:
+            asyncio.run_coroutine_threadsafe(write(), loop).result(
+                timeout=self.engine.dimse_timeout
+            )
+        except (ConnectionError, OSError, concurrent.futures.TimeoutError) as exc:
+            raise PeerUnavailable(f"connection to {self.info} lost while sending") from exc
 
     async def _respond(
         self,
@@ -538,6 +704,7 @@ class Association:
         status: int,
         comment: str | None = None,
         data: bytes | None = None,
+        **counts: int | None,
     ) -> None:
         command = cmd.encode_command(
             AffectedSOPClassUID=message.command.get("AffectedSOPClassUID"),
@@ -547,6 +714,7 @@ class Association:
             Status=status,
             AffectedSOPInstanceUID=message.command.get("AffectedSOPInstanceUID"),
             ErrorComment=comment,
+            **counts,
         )
         context_id = message.context.context_id
         for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
@@ -561,7 +729,33 @@ _COMMAND_SERVICES = {
     cmd.C_ECHO_RQ: Service.VERIFICATION,
     cmd.C_STORE_RQ: Service.STORAGE,
     cmd.C_FIND_RQ: Service.QUERY,
+    cmd.C_MOVE_RQ: Service.RETRIEVE,
+    cmd.C_GET_RQ: Service.RETRIEVE,
 }
+
+
+@dataclass(frozen=True)
+class _Response:
+    """One response of a C-FIND, C-MOVE or C-GET stream, ready to encode."""
+
+    status: int
+    identifier: Dataset | None = None
+    comment: str = ""
+    counts: dict[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, response: RetrieveResponse) -> _Response:
+        return cls(
+            response.status,
+            response.identifier,
+            response.comment,
+            {
+                "NumberOfRemainingSuboperations": response.remaining,
+                "NumberOfCompletedSuboperations": response.completed,
+                "NumberOfFailedSuboperations": response.failed,
+                "NumberOfWarningSuboperations": response.warning,
+            },
+        )
 
 
 def _command_refusal(message: Message) -> tuple[int, str] | None:

@@ -14,7 +14,9 @@ from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from dicomhub.dicom.engine.pdu import ProtocolError
 
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
 NO_DATA_SET = 0x0101

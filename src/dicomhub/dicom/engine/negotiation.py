@@ -21,6 +21,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from dicomhub import __version__
+from dicomhub.config import Service
 from dicomhub.conformance import REGISTRY
 from dicomhub.dicom.engine.pdu import A_ASSOCIATE_RJ, HEADER, ProtocolError
 
@@ -38,6 +39,11 @@ def supported_contexts() -> list[PresentationContext]:
         context = PresentationContext()
         context.abstract_syntax = entry.uid
         context.transfer_syntax = list(entry.transfer_syntaxes)
+        if entry.service is Service.STORAGE:
+            # SCP/SCU role selection accepted: a C-GET requestor receives its sub-operations
+            # on the same association, where dicomhub is the storage SCU.
+            context.scu_role = True
+            context.scp_role = True
         contexts.append(context)
     return contexts
 
@@ -53,6 +59,8 @@ class AcceptedContext:
     context_id: int
     abstract_syntax: str
     transfer_syntax: UID
+    scu: bool = False
+    """dicomhub may send requests on it (the requestor took the SCP role for C-GET)."""
 
 
 @dataclass
@@ -112,6 +120,8 @@ def _in_requestor_order(
         context = PresentationContext()
         context.abstract_syntax = base.abstract_syntax
         context.transfer_syntax = first + [t for t in base.transfer_syntax if t not in first]
+        context.scu_role = base.scu_role
+        context.scp_role = base.scp_role
         result.append(context)
     return result
 
@@ -148,7 +158,10 @@ def accept(
     pdu.from_primitive(answer)
     accepted = {
         int(cx.context_id): AcceptedContext(
-            int(cx.context_id), str(cx.abstract_syntax), UID(cx.transfer_syntax[0])
+            int(cx.context_id),
+            str(cx.abstract_syntax),
+            UID(cx.transfer_syntax[0]),
+            bool(cx.as_scu),
         )
         for cx in results
         if cx.result == 0x00 and cx.context_id is not None

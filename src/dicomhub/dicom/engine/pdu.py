@@ -100,3 +100,9 @@ def p_data(context_id: int, is_command: bool, data: bytes, max_pdu: int) -> Iter
         yield HEADER.pack(P_DATA_TF, 0, len(item) + len(chunk)) + item + chunk
         if last:
             return
+
+
+def data_pdu(context_id: int, data: bytes | bytearray, *, last: bool) -> bytes:
+    """One P-DATA-TF PDU carrying one data set fragment."""
+    item = PDV_HEADER.pack(len(data) + 2, context_id, 0x02 if last else 0x00)
+    return HEADER.pack(P_DATA_TF, 0, len(item) + len(data)) + item + bytes(data)

@@ -46,6 +46,7 @@ class StoreService:
                 take=True,
                 source="C-STORE",
                 calling_ae_title=association.calling_ae_title,
+                called_ae_title=association.called_ae_title,
                 expected_sop_class_uid=request.affected_sop_class_uid,
                 expected_sop_instance_uid=request.affected_sop_instance_uid,
                 hashed=request.hashed,

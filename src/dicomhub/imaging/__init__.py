@@ -1,0 +1,1 @@
+"""Pixel data handling: transfer syntax conversion for objects sent to peers."""
