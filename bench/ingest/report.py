@@ -18,8 +18,26 @@ RECEIVER_LABELS = {
 DATASET_SHORT = {"ct": "CT", "small": "small"}
 
 
+class Rates:
+    """Throughput of a run that moved ``instances`` objects of ``bytes`` in ``wall_seconds``."""
+
+    instances: int
+    bytes: int
+    wall_seconds: float | None
+
+    @property
+    def instances_per_second(self) -> float | None:
+        """Instances per second of wall time."""
+        return self.instances / self.wall_seconds if self.wall_seconds else None
+
+    @property
+    def mb_per_second(self) -> float | None:
+        """MB of DICOM files per second of wall time."""
+        return self.bytes / MB / self.wall_seconds if self.wall_seconds else None
+
+
 @dataclass
-class Measurement:
+class Measurement(Rates):
     """One receiver receiving one data set over N associations."""
 
     receiver: str
@@ -47,16 +65,6 @@ class Measurement:
     def ok(self) -> bool:
         """Every instance stored and no error."""
         return self.stored == self.instances and not self.errors
-
-    @property
-    def instances_per_second(self) -> float | None:
-        """Instances sent per second of wall time."""
-        return self.instances / self.wall_seconds if self.wall_seconds else None
-
-    @property
-    def mb_per_second(self) -> float | None:
-        """MB of DICOM files sent per second of wall time."""
-        return self.bytes / MB / self.wall_seconds if self.wall_seconds else None
 
     @property
     def peak_rss_mb(self) -> float | None:

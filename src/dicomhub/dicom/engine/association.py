@@ -53,6 +53,8 @@ CONTROL_PDU_LIMIT = 1 << 20
 UNLIMITED_PDU_GUARD = 64 << 20
 IDENTIFIER_LIMIT = 16 << 20
 MAX_PENDING = 8
+STREAM_WINDOW = 8
+"""Responses of a C-FIND, C-MOVE or C-GET that may wait to be sent."""
 QUEUED_MEMORY_LIMIT = 16 << 20
 """Bytes of received objects an association may hold in memory while they wait their turn."""
 
@@ -554,23 +556,23 @@ class Association:
     ) -> AsyncIterator[_Response]:
         """Run ``produce`` in the thread pool and send each response it yields, in order.
 
-        The producer waits while the responses queue up, so a slow peer holds back the
-        query, and a C-CANCEL is seen between two responses.
+        The producer waits while ``STREAM_WINDOW`` responses wait to be sent, so a slow peer
+        holds back the query, and a C-CANCEL is seen between two responses.
         """
         syntax = message.context.transfer_syntax
         loop = asyncio.get_running_loop()
-        results: asyncio.Queue[_Response | DicomhubError | None] = asyncio.Queue(maxsize=8)
+        results: asyncio.Queue[_Response | DicomhubError | None] = asyncio.Queue()
+        slots = threading.Semaphore(STREAM_WINDOW)
+        stopped = threading.Event()
 
         def put(item: _Response | DicomhubError | None) -> bool:
-            future = asyncio.run_coroutine_threadsafe(results.put(item), loop)
-            while True:
-                try:
-                    future.result(timeout=0.5)
-                    return True
-                except concurrent.futures.TimeoutError:
-                    if self.closed.is_set():
-                        future.cancel()
-                        return False
+            # A free slot is taken without waiting for the event loop: the producer runs
+            # ahead by up to STREAM_WINDOW responses, and only a slow peer makes it wait.
+            while not slots.acquire(timeout=0.5):
+                if stopped.is_set() or self.closed.is_set():
+                    return False
+            loop.call_soon_threadsafe(results.put_nowait, item)
+            return True
 
         def run() -> None:
             try:
@@ -586,6 +588,7 @@ class Association:
         producer = loop.run_in_executor(self.engine.executor, run)
         try:
             while (item := await results.get()) is not None:
+                slots.release()
                 if isinstance(item, DicomhubError):
                     LOG.warning(
                         "%s from %s refused: 0x%04X %s", name, self.info, item.dimse_status, item
@@ -612,6 +615,7 @@ class Association:
                 )
                 yield item
         finally:
+            stopped.set()
             self.cancelled.discard(int(message.command.get("MessageID") or 0))
             await producer
 
