@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom import dcmread
 
 from dicomhub.errors import DicomhubError
 from dicomhub.header import check_identity, header_json, read_header
@@ -124,7 +127,13 @@ def _reindex(
     memory = InMemoryObject.hashed(data, parsed.dataset_offset)
     blob = BlobInfo(key, len(data), memory.sha256, memory.content_sha256)
     item = NewInstance(
-        parsed.dataset, header, blob, parsed.transfer_syntax_uid, "recovered", "", False
+        parsed.dataset,
+        header,
+        blob,
+        parsed.transfer_syntax_uid,
+        "recovered",
+        _source_ae_title(data, parsed.dataset_offset),
+        False,
     )
     (result,) = repository.add_instances([item])
     if isinstance(result, DicomhubError) or result.outcome is AddOutcome.DUPLICATE:
@@ -133,3 +142,13 @@ def _reindex(
         return
     LOG.info("re-indexed %s from segment record %s", parsed.dataset.SOPInstanceUID, key)
     report.indexed += 1
+
+
+def _source_ae_title(data: bytes, dataset_offset: int) -> str:
+    """The calling AE title the receiver wrote into the file meta (0002,0016), so that what
+    depends on it (forwarding rules) sees a recovered object as it was received."""
+    try:
+        meta = dcmread(BytesIO(data[:dataset_offset]), force=True).file_meta
+        return str(meta.get("SourceApplicationEntityTitle", "") or "").strip()
+    except Exception:  # a meta without the element, or unreadable: no AE title known
+        return ""

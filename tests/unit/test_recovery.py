@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
+from sqlalchemy import select
 
 from dicomhub.config import Settings
 from dicomhub.index import positions
+from dicomhub.index.schema import instances
 from dicomhub.ingest import IngestRequest, StoreStatus
 from dicomhub.recovery import recover
 from dicomhub.runtime import Runtime, open_runtime
@@ -65,6 +68,32 @@ def test_objects_whose_indexing_was_lost_are_indexed_again(
         assert runtime.repository.count_instances() == 2
         again = recover(runtime.db, runtime.repository, runtime.blobs.segments)
         assert again.indexed == again.discarded == 0  # the position moved past them
+    finally:
+        runtime.close()
+
+
+def test_a_recovered_object_keeps_the_calling_ae_title_of_its_file_meta(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    ds = make_dataset(sop_uid="1.2.826.0.1.3680043.10.7.9")
+    path = tmp_path / "meta.dcm"
+    write_file(ds, path)
+    written = dcmread(path)
+    written.file_meta.SourceApplicationEntityTitle = "CT_ROOM_2"
+    written.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    (blob,) = runtime.blobs.put_objects([InMemoryObject.hashed(data, 0)])
+    runtime = _restart(runtime, settings)
+    try:
+        assert recover(runtime.db, runtime.repository, runtime.blobs.segments).indexed == 1
+        with runtime.db.read() as conn:
+            calling = conn.execute(
+                select(instances.c.calling_ae_title).where(
+                    instances.c.sop_instance_uid == "1.2.826.0.1.3680043.10.7.9"
+                )
+            ).scalar_one()
+        assert calling == "CT_ROOM_2"
+        assert blob.key
     finally:
         runtime.close()
 
