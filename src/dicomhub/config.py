@@ -87,6 +87,13 @@ class ForwardRule(BaseModel):
         description="DICOM keyword -> value matched against the instance's header as a "
         "C-FIND key would be (wildcards, ranges, value lists).",
     )
+    commit: bool = Field(
+        default=False,
+        description="After each batch delivered to a destination, ask it for storage "
+        "commitment of those instances (waiting up to commitment_wait seconds for the "
+        "report on the association; later reports arrive on the listener).  See "
+        "`dicomhub commitments --role scu`.",
+    )
 
     @field_validator("destinations")
     @classmethod
@@ -110,6 +117,9 @@ class ForwardRule(BaseModel):
 
 
 DuplicatePolicy = Literal["reject", "replace"]
+WorklistStationFilter = Literal["never", "when_empty", "always"]
+WorklistItemStatus = Literal["SCHEDULED", "IN PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"]
+_ACTIVE_WORKLIST_STATUSES: tuple[WorklistItemStatus, ...] = ("SCHEDULED", "IN PROGRESS")
 
 
 class Settings(BaseSettings):
@@ -196,6 +206,20 @@ class Settings(BaseSettings):
     case_insensitive_pn: bool = Field(
         True, description="Match person names (PN) without regard to case in C-FIND."
     )
+    worklist_filter_by_calling_ae: WorklistStationFilter = Field(
+        "when_empty",
+        description="Modality Worklist: which items a calling AE sees.  'when_empty': a "
+        "query that does not match on ScheduledStationAETitle (absent, empty or '*') returns "
+        "only items scheduled for the calling AE title (one of the item's "
+        "ScheduledStationAETitle values) or for no station; 'always': that restriction "
+        "applies to every query, on top of the query's own keys; 'never': the query's keys "
+        "alone decide (true and false mean 'when_empty' and 'never').",
+    )
+    worklist_statuses: list[WorklistItemStatus] = Field(
+        default_factory=lambda: list(_ACTIVE_WORKLIST_STATUSES),
+        description="Modality Worklist: statuses of the items a query returns (SCHEDULED, "
+        "IN PROGRESS, COMPLETED, DISCONTINUED, CANCELLED).",
+    )
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
     peers: dict[str, PeerConfig] = Field(
         default_factory=dict, description="Remote AEs, declared as [peers.NAME] tables."
@@ -241,11 +265,151 @@ class Settings(BaseSettings):
         description="Seconds a delivered queue item is kept for `dicomhub queue list` before "
         "the forwarder removes it (default: 7 days; 0: keep until `dicomhub queue drop`).",
     )
+    mpps_forward: list[str] = Field(
+        default_factory=list,
+        description="Peers (names) every accepted MPPS N-CREATE and N-SET is forwarded to, "
+        "in order, through the durable forwarding queue (a RIS, for example).",
+    )
+    commitment_policy: Literal["verified", "forwarded"] = Field(
+        "verified",
+        description="What a storage commitment promises: 'verified' (indexed, blob present, "
+        "SHA-256 computed again and equal to the one recorded at storage) or 'forwarded' "
+        "(verified and also delivered to commitment_forward_destinations forwarding peers).",
+    )
+    commitment_forward_destinations: int = Field(
+        1, ge=1, description="With commitment_policy = 'forwarded': deliveries required."
+    )
+    commitment_forward_wait: float = Field(
+        3600.0,
+        gt=0,
+        description="With commitment_policy = 'forwarded': seconds to wait for the deliveries "
+        "before reporting the instance as failed.",
+    )
+    commitment_report_attempts: int = Field(
+        10, ge=1, description="Attempts to deliver a storage commitment report before giving up."
+    )
+    commitment_retry_initial: float = Field(
+        5.0, gt=0, description="Seconds before the first retry of a report; doubled each time."
+    )
+    commitment_retry_max: float = Field(
+        300.0, gt=0, description="Longest wait, in seconds, between two report attempts."
+    )
+    commitment_wait: float = Field(
+        10.0,
+        ge=0,
+        description="As storage commitment SCU: seconds to keep the association open for the "
+        "report after the N-ACTION response (later reports arrive on dicomhub's listener).",
+    )
+    commitment_timeout: float = Field(
+        86400.0,
+        gt=0,
+        description="As storage commitment SCU: seconds after which a request without a "
+        "report is marked timed_out.",
+    )
+    mpps_strict: bool = Field(
+        True,
+        description="Check MPPS N-CREATE and N-SET against every requirement of PS3.4 Table "
+        "F.7.2-1.  When false, absent Type 2 attributes (required, may be empty) are let "
+        "through and a DISCONTINUED step may have no Performed Series Sequence item; Type 1 "
+        "attributes, status rules and attributes N-SET may not change are checked either way.",
+    )
+
+    hl7_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="TCP port of the HL7 v2 listener (MLLP) that turns orders (ORM^O01, "
+        "OMI^O23) and patient updates (ADT^A08) into worklist items; unset: no listener.  "
+        "It binds to `bind` like the DICOM port.",
+    )
+    hl7_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) that may send HL7 messages.  Empty: any "
+        "when bound to loopback, none otherwise (HL7 has no authentication of its own).",
+    )
+    hl7_station_ae_titles: dict[str, str] = Field(
+        default_factory=dict,
+        description="Modality -> ScheduledStationAETitle for HL7 orders that name no station "
+        'in IPC-9 or OBR-21, e.g. { CT = "CT1", MR = "MR1" }.',
+    )
+    hl7_default_station_ae_title: str = Field(
+        "",
+        description="ScheduledStationAETitle of HL7 orders that name no station and whose "
+        "modality is not in hl7_station_ae_titles (empty: left empty).",
+    )
+    hl7_default_character_set: str = Field(
+        "UNICODE UTF-8",
+        description="Character set of HL7 messages whose MSH-18 is empty (HL7 table 0211 "
+        "name: ASCII, 8859/1 ... 8859/9, UNICODE UTF-8, GB 18030-2000).",
+    )
+    hl7_max_message_size: int = Field(
+        1048576,
+        ge=1024,
+        description="Largest HL7 message accepted, in bytes; a larger one closes the connection.",
+    )
+    hl7_idle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds an HL7 connection may stay silent (or take to send one message) "
+        "before it is closed.",
+    )
 
     @field_validator("ae_title")
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return validate_ae_title(value)
+
+    @field_validator("hl7_allowed_hosts")
+    @classmethod
+    def _check_hl7_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            try:
+                ipaddress.ip_network(host.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{host!r} is not an IP address or network") from exc
+        return [host.strip() for host in value]
+
+    @field_validator("hl7_station_ae_titles")
+    @classmethod
+    def _check_hl7_stations(cls, value: dict[str, str]) -> dict[str, str]:
+        return {modality.strip().upper(): validate_ae_title(ae) for modality, ae in value.items()}
+
+    @field_validator("hl7_default_station_ae_title")
+    @classmethod
+    def _check_hl7_default_station(cls, value: str) -> str:
+        return validate_ae_title(value) if value.strip() else ""
+
+    @field_validator("hl7_default_character_set")
+    @classmethod
+    def _check_hl7_character_set(cls, value: str) -> str:
+        from dicomhub.hl7.mapping import CHARACTER_SETS
+
+        name = value.strip().upper()
+        if name not in CHARACTER_SETS:
+            raise ValueError(f"{value!r} is not one of {', '.join(CHARACTER_SETS)}")
+        return name
+
+    @field_validator("worklist_filter_by_calling_ae", mode="before")
+    @classmethod
+    def _check_station_filter(cls, value: Any) -> Any:
+        words = {"true": "when_empty", "yes": "when_empty", "on": "when_empty", "1": "when_empty"}
+        words |= {"false": "never", "no": "never", "off": "never", "0": "never"}
+        if isinstance(value, bool):
+            return "when_empty" if value else "never"
+        if isinstance(value, str):
+            return words.get(value.strip().lower(), value.strip().lower())
+        return value
+
+    @field_validator("worklist_statuses", mode="before")
+    @classmethod
+    def _check_worklist_statuses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            value = list(dict.fromkeys(str(v).strip().upper() for v in value if str(v).strip()))
+            if not value:
+                raise ValueError("worklist_statuses needs at least one status")
+        return value
 
     @field_validator("forward")
     @classmethod

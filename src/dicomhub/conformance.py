@@ -66,6 +66,9 @@ PATIENT_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.1.3")
 STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
 STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
 PATIENT_ROOT = {PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET}
+STORAGE_COMMITMENT_PUSH = UID("1.2.840.10008.1.20.1")
+MODALITY_PERFORMED_PROCEDURE_STEP = UID("1.2.840.10008.3.1.2.3.3")
+MODALITY_WORKLIST_FIND = UID("1.2.840.10008.5.1.4.31")
 
 REGISTRY: tuple[SOPClassSupport, ...] = (
     SOPClassSupport(VERIFICATION, VERIFICATION.name, Service.VERIFICATION, "SCP", UNCOMPRESSED),
@@ -74,6 +77,27 @@ REGISTRY: tuple[SOPClassSupport, ...] = (
     *(
         SOPClassSupport(uid, uid.name, Service.RETRIEVE, "SCP", UNCOMPRESSED)
         for uid in (PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_MOVE, STUDY_ROOT_GET)
+    ),
+    SOPClassSupport(
+        STORAGE_COMMITMENT_PUSH,
+        STORAGE_COMMITMENT_PUSH.name,
+        Service.STORAGE_COMMITMENT,
+        "SCP",
+        UNCOMPRESSED,
+    ),
+    SOPClassSupport(
+        MODALITY_PERFORMED_PROCEDURE_STEP,
+        MODALITY_PERFORMED_PROCEDURE_STEP.name,
+        Service.MPPS,
+        "SCP",
+        UNCOMPRESSED,
+    ),
+    SOPClassSupport(
+        MODALITY_WORKLIST_FIND,
+        MODALITY_WORKLIST_FIND.name,
+        Service.WORKLIST,
+        "SCP",
+        UNCOMPRESSED,
     ),
     *_storage_classes(),
 )
@@ -160,6 +184,59 @@ def render_conformance() -> str:
         " counts; the final status is 0x0000, 0xB000 with FailedSOPInstanceUIDList, 0xA702"
         " when the destination cannot be reached or the association is lost, or 0xFE00 after"
         " a C-CANCEL.",
+        "",
+        "## Storage Commitment Push Model",
+        "",
+        "SCP on the asyncio engine.  N-ACTION (Action Type 1) is validated and recorded before"
+        " the response.  An instance is committed when it is indexed with the requested SOP"
+        " class and the SHA-256 of its stored object, computed again, equals the one recorded"
+        " at storage (optionally also after delivery to forwarding peers); otherwise"
+        " FailureReason 0x0112, 0x0119 or 0x0110.  The N-EVENT-REPORT (event type 1 or 2) is"
+        " sent on the requesting association when the requester accepted the SCP role there,"
+        " else on a new association to its declared address, proposing the SCP role, with"
+        " retries.  SCP/SCU role selection is accepted for the SOP class.  As SCU (`dicomhub"
+        " send --commit`, forwarding rules with `commit = true`) dicomhub proposes both roles"
+        " when it waits for the report on the association, answers a report sent before the"
+        " N-ACTION response, and otherwise receives it on its listener.",
+        "",
+        "## Modality Performed Procedure Step",
+        "",
+        "SCP on the asyncio engine (N-CREATE and N-SET).  Every attribute of PS3.4 Table"
+        " F.7.2-1 and any other attribute the SCU sends is accepted and kept; Type 1 and"
+        " Type 2 attributes are required as the table says (0x0120 when absent, 0x0121 when a"
+        " Type 1 attribute is empty; `mpps_strict = false` lets absent Type 2 attributes"
+        " through).  N-CREATE: the status must be IN PROGRESS (0x0106 with the Attribute List"
+        " otherwise), a SOP Instance UID is assigned and returned when the SCU gives none, an"
+        " existing one gets 0x0111.  N-SET: an unknown instance gets 0x0112; a step that is"
+        " COMPLETED or DISCONTINUED gets 0x0110 with Error ID 0xA710 (Table F.7.2-2); an"
+        " attribute the table does not allow in N-SET may be repeated unchanged, a different"
+        " value gets 0x0106; COMPLETED and DISCONTINUED need the Final State attributes"
+        " (End Date and Time, a Performed Series Sequence item).  Responses carry no"
+        " Attribute List: the attributes are kept as sent, and the SCP coerces none.  Each"
+        " step is linked to the worklist item its Scheduled Step Attributes Sequence names,"
+        " which becomes IN PROGRESS, then COMPLETED or DISCONTINUED with it (CANCELLED items"
+        " are left alone); a step without one is kept and flagged unscheduled.  Steps and"
+        " their history are kept in the index; dicomhub removes none.",
+        "",
+        "## Modality Worklist",
+        "",
+        "Modality Worklist Information Model - FIND as SCP on the asyncio engine; items are"
+        " added with `dicomhub worklist add` or from HL7 orders.  Matching per PS3.4 K.2.2 and"
+        " C.2.2.2 on every attribute of the item, at the top level and inside the Scheduled"
+        " Procedure Step Sequence: single value, list of values, universal, wildcard (`*`,"
+        " `?`; person names without regard to case unless `case_insensitive_pn = false`), DA,"
+        " TM and DT ranges, and sequence matching.  Scheduled Procedure Step Start Date and"
+        " Start Time given together are matched as one date-time range.  A zero-length stored"
+        " value matches no non-universal key.  Every requested key is returned, zero-length"
+        " when the item has no value; a sequence key with no item or an empty item returns"
+        " the stored sequence whole; an identifier without keys returns whole items.  Specific"
+        " Character Set is returned as the item was stored.  Scheduled Procedure Step Status"
+        " reflects the item's status (SCHEDULED, STARTED, ...).  Only items in"
+        " `worklist_statuses` (default SCHEDULED and IN PROGRESS) are returned.  With"
+        ' `worklist_filter_by_calling_ae = "when_empty"` (default) a query that does not'
+        " match on Scheduled Station AE Title gets only the items scheduled for the calling AE"
+        " title or for no station (`always`: every query; `never`: no restriction).  Pending"
+        " responses have status 0xFF00; C-CANCEL ends the query with 0xFE00.",
         "",
         "## Storage SCU",
         "",

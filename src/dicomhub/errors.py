@@ -7,6 +7,11 @@ problem gets the same answer whichever protocol carried it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 
 class DicomhubError(Exception):
     """Base of all reported failures; ``str(error)`` is the human sentence (ErrorComment)."""
@@ -14,6 +19,8 @@ class DicomhubError(Exception):
     dimse_status: int = 0xC000
     http_status: int = 500
     summary: str = "processing failure"
+    error_id: int | None = None
+    """Error ID (0000,0903) sent with the status, where PS3.4 defines one."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -120,6 +127,90 @@ class CannotTranscode(DicomhubError):
     summary = "failure: cannot transcode"
 
 
+class NoSuchInstance(DicomhubError):
+    """An N-service request names a SOP instance dicomhub does not manage."""
+
+    dimse_status = 0x0112
+    http_status = 404
+    summary = "failure: no such SOP instance"
+
+
+class InstanceExists(DuplicateSOPInstance):
+    """An N-CREATE names a SOP Instance UID that exists already."""
+
+    summary = "failure: duplicate SOP instance (N-CREATE)"
+
+
+class InvalidSOPInstance(DicomhubError):
+    """An N-CREATE names an Affected SOP Instance UID that is not a valid UID."""
+
+    dimse_status = 0x0117
+    http_status = 400
+    summary = "failure: invalid SOP instance"
+
+
+class MissingAttribute(DicomhubError):
+    """An N-CREATE or N-SET lacks an attribute the SOP class requires."""
+
+    dimse_status = 0x0120
+    http_status = 400
+    summary = "failure: missing attribute"
+
+
+class MissingAttributeValue(DicomhubError):
+    """A required (Type 1) attribute of an N-CREATE or N-SET is present but empty."""
+
+    dimse_status = 0x0121
+    http_status = 400
+    summary = "failure: missing attribute value"
+
+
+class InvalidAttributeValue(DicomhubError):
+    """An N-CREATE or N-SET attribute has an invalid value, or one N-SET may not change.
+
+    ``attribute_list`` holds the offending attributes as received; it is sent back as the
+    response's Attribute List (PS3.4 F.7.2.1.3).
+    """
+
+    dimse_status = 0x0106
+    http_status = 400
+    summary = "failure: invalid attribute value"
+
+    def __init__(self, message: str, attribute_list: Dataset | None = None) -> None:
+        super().__init__(message)
+        self.attribute_list = attribute_list
+
+
+class ProcedureStepFinal(DicomhubError):
+    """An N-SET names a Performed Procedure Step that is COMPLETED or DISCONTINUED."""
+
+    dimse_status = 0x0110
+    http_status = 409
+    error_id = 0xA710
+    summary = "failure: processing failure (may no longer be updated)"
+
+    @property
+    def error_comment(self) -> str:
+        """The specific Error Comment of PS3.4 Table F.7.2-2."""
+        return "Performed Procedure Step Object may no longer be updated"
+
+
+class InvalidWorklistItem(DicomhubError):
+    """A worklist item lacks what a Scheduled Procedure Step needs (patient, one step)."""
+
+    dimse_status = 0xC000
+    http_status = 422
+    summary = "failure: invalid worklist item"
+
+
+class NoSuchWorklistItem(DicomhubError):
+    """A worklist item id that is not in the index."""
+
+    dimse_status = 0xC000
+    http_status = 404
+    summary = "failure: no such worklist item"
+
+
 OUTCOMES: tuple[type[DicomhubError], ...] = (
     OutOfResources,
     DataSetDoesNotMatchSOPClass,
@@ -133,5 +224,14 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     MoveDestinationUnknown,
     PeerUnavailable,
     CannotTranscode,
+    NoSuchInstance,
+    InstanceExists,
+    InvalidSOPInstance,
+    MissingAttribute,
+    MissingAttributeValue,
+    InvalidAttributeValue,
+    ProcedureStepFinal,
+    InvalidWorklistItem,
+    NoSuchWorklistItem,
 )
 """Every outcome class, in the order the conformance statement lists them."""

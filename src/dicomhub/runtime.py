@@ -16,6 +16,7 @@ from dicomhub.config import Settings
 from dicomhub.dicom.peers import AccessPolicy
 from dicomhub.forwarding import ForwardEnqueuer, ForwardRules
 from dicomhub.index import migrate
+from dicomhub.index.commitments import CommitmentRepository
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.forward_queue import ForwardQueue, RetryPolicy
 from dicomhub.index.peers import PeerRepository
@@ -42,8 +43,11 @@ class Runtime:
     finder: FindService
     forward_queue: ForwardQueue
     forward_rules: ForwardRules
+    commitments: CommitmentRepository
     forward_wake: threading.Event = field(default_factory=threading.Event)
     """Set when this process queued something to forward (the forwarder starts at once)."""
+    commitment_wake: threading.Event = field(default_factory=threading.Event)
+    """Set when a storage commitment transaction waits for the reporter."""
 
     def recover(self) -> None:
         """Before serving: remove dead transfers' staging files and re-index what an unclean
@@ -95,4 +99,5 @@ def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         forward_queue=forward_queue,
         forward_rules=forward_rules,
         forward_wake=forward_wake,
+        commitments=CommitmentRepository(db),
     )

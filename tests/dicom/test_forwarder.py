@@ -26,9 +26,10 @@ from pydicom.uid import (
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 
 from dicomhub.config import ForwardRule, PeerConfig, Settings
-from dicomhub.dicom.forwarder import Forwarder, owner_id
+from dicomhub.dicom.forwarder import Forwarder
 from dicomhub.index.forward_queue import QueueState
 from dicomhub.ingest import IngestRequest
+from dicomhub.leases import owner_id
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
 from tests.interop.support import (

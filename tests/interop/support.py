@@ -997,3 +997,25 @@ def store_raw(hub: Hub, path: Path, *, calling_ae: str = "CRAFTER") -> Dataset:
             return status
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def hub_cli(hub: Hub, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run a ``dicomhub`` command on a running hub's data folder and configuration."""
+    environment = {k: v for k, v in tool_env().items() if not k.startswith("DICOMHUB_")}
+    environment.update(
+        {
+            "DICOMHUB_DATA_DIR": str(hub.data_dir),
+            "DICOMHUB_CONFIG": str(hub.data_dir.parent / "dicomhub.toml"),
+            "DICOMHUB_DICOM_PORT": str(hub.port),
+            "DICOMHUB_AE_TITLE": hub.ae_title,
+            "COLUMNS": "250",
+        }
+    )
+    return subprocess.run(
+        [*dicomhub_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )

@@ -39,6 +39,7 @@ from tests.interop.support import (
     free_port,
     needs_dcmtk,
     needs_orthanc,
+    running_hub,
     sample,
     split_part10,
     stop_process,
@@ -94,6 +95,7 @@ def running_orthanc(
 ) -> Iterator[Orthanc]:
     """Orthanc (AE ORTHANC) with dicomhub declared as the modality "hub"; stopped by PID."""
     http_port, dicom_port = http_port or free_port(), dicom_port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "Name": "interop",
         "StorageDirectory": str(workdir / "storage"),
@@ -134,6 +136,22 @@ def running_orthanc(
         yield server
     finally:
         stop_process(process)
+
+
+@contextmanager
+def hub_with_orthanc(workdir: Path) -> Iterator[tuple[Hub, Orthanc]]:
+    """dicomhub with Orthanc declared as its peer "orthanc" (AE ORTHANC), and that Orthanc
+    knowing dicomhub as the modality "hub": each can reach the other."""
+    hub_port, orthanc_dicom, orthanc_http = free_port(), free_port(), free_port()
+    config = f'[peers.orthanc]\nae_title = "ORTHANC"\nhost = "{HOST}"\nport = {orthanc_dicom}\n'
+    env = {"DICOMHUB_DICOM_PORT": str(hub_port)}
+    with (
+        running_hub(workdir / "hub", env, config=config) as hub,
+        running_orthanc(
+            workdir / "orthanc", hub, dicom_port=orthanc_dicom, http_port=orthanc_http
+        ) as orthanc,
+    ):
+        yield hub, orthanc
 
 
 @pytest.fixture(scope="module")

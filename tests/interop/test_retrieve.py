@@ -52,6 +52,7 @@ from tests.interop.support import (
     dicomhub_command,
     encode_dataset,
     free_port,
+    hub_cli,
     needs_dcmtk,
     needs_orthanc,
     output_of,
@@ -840,28 +841,6 @@ def test_orthanc_moves_a_series_by_rest(
 
 
 # dicomhub as the user: echo, find, retrieve (C-MOVE and C-GET) and send with Orthanc ---------
-
-
-def hub_cli(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a ``dicomhub`` command on the running hub's data folder and configuration."""
-    environment = {k: v for k, v in tool_env().items() if not k.startswith("DICOMHUB_")}
-    environment.update(
-        {
-            "DICOMHUB_DATA_DIR": str(hub.data_dir),
-            "DICOMHUB_CONFIG": str(hub.data_dir.parent / "dicomhub.toml"),
-            "DICOMHUB_DICOM_PORT": str(hub.port),
-            "DICOMHUB_AE_TITLE": hub.ae_title,
-            "COLUMNS": "200",
-        }
-    )
-    return subprocess.run(
-        [*dicomhub_command(), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-        check=False,
-    )
 
 
 def orthanc_study(

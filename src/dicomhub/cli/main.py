@@ -1,4 +1,5 @@
-"""``dicomhub`` command line: serve, import, config, db, verify, peers, queue, conformance."""
+"""``dicomhub`` command line: serve, import, config, db, verify, peers, queue, commitments,
+worklist, conformance, and the SCU tools (echo, send, find, retrieve)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import typer
 from rich.console import Console
 
 from dicomhub import __version__
+from dicomhub.cli.commitments import commitments_app
 from dicomhub.cli.logs import setup_logging
 from dicomhub.cli.queue import queue_app
+from dicomhub.cli.worklist import worklist_app
 from dicomhub.config import (
     ConfigError,
     PeerConfig,
@@ -30,6 +33,8 @@ peers_app = typer.Typer(help="Peers (remote AEs) stored in the database.", no_ar
 app.add_typer(db_app, name="db")
 app.add_typer(peers_app, name="peers")
 app.add_typer(queue_app, name="queue")
+app.add_typer(commitments_app, name="commitments")
+app.add_typer(worklist_app, name="worklist")
 
 LOG = logging.getLogger("dicomhub")
 _state: dict[str, Path | None] = {"config": None}
@@ -284,9 +289,29 @@ def send(
     ] = None,
     key: KeyOption = None,
     level: LevelOption = None,
+    commit: Annotated[
+        bool,
+        typer.Option(
+            "--commit", help="Then ask the peer for storage commitment of what it accepted."
+        ),
+    ] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="With --commit: seconds to wait for the report (default: commitment_wait).",
+        ),
+    ] = None,
 ) -> None:
     """C-STORE stored instances to a peer: by UIDs, or those a local query selects."""
-    from dicomhub.cli.scu import UsageError, print_send_summary, run_send, select_instances
+    from dicomhub.cli.scu import (
+        UsageError,
+        print_send_summary,
+        run_commit,
+        run_send,
+        select_instances,
+    )
 
     runtime = _runtime(_settings())
     console = Console()
@@ -299,7 +324,12 @@ def send(
             raise UsageError("nothing stored matches")
         results = run_send(runtime, peer, instances, console)
         print_send_summary(results, console)
-        return all(r.ok for r in results)
+        sent = all(r.ok for r in results)
+        if not commit:
+            return sent
+        classes = {i.sop_instance_uid: i.sop_class_uid for i in instances}
+        references = [(classes[r.sop_instance_uid], r.sop_instance_uid) for r in results if r.ok]
+        return run_commit(runtime, peer, references, wait, console) and sent
 
     try:
         _scu_errors(run)

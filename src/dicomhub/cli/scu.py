@@ -1,5 +1,7 @@
 """``dicomhub echo / send / find / retrieve``: dicomhub as a DICOM user of a peer.
 
+``send --commit`` then asks the peer for storage commitment of what it accepted.
+
 A peer is named by its name in the configuration or the peer list, by its AE title, or
 written out as ``AE@host:port``.  Queries are given as ``-k Keyword=value`` pairs, as with
 DCMTK's findscu (``-k Keyword`` alone asks for the attribute without matching on it).
@@ -7,6 +9,7 @@ DCMTK's findscu (``-k Keyword`` alone asks for the attribute without matching on
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from dicomhub.config import PeerConfig, validate_ae_title
 from dicomhub.dicom.scu import StoreSCU, SubOperation
 from dicomhub.errors import PeerUnavailable
 from dicomhub.index.attributes import UNIQUE_KEYS, Level
+from dicomhub.index.commitments import Outcome, State, Transaction
 from dicomhub.index.query import InformationModel
 from dicomhub.index.repository import StoredInstance
 from dicomhub.index.retrieve import RetrieveLocator
@@ -172,6 +176,98 @@ def print_send_summary(results: list[SubOperation], console: Console) -> None:
     for result in failed:
         console.print(
             f"  {result.sop_instance_uid}: 0x{result.status:04X} {result.comment}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def run_commit(
+    runtime: Runtime,
+    name: str,
+    references: Sequence[tuple[str, str]],
+    wait: float | None,
+    console: Console,
+) -> bool:
+    """Request storage commitment of ``references`` and print the outcome; False when an
+    instance is not committed (reported failed, or the request failed)."""
+    from dicomhub.dicom.bindings import storage_commitment
+    from dicomhub.dicom.commitment_scu import (
+        CommitmentRefused,
+        CommitmentUnreachable,
+        request_commitment,
+    )
+
+    if not references:
+        console.print("storage commitment: nothing was sent, nothing to commit", markup=False)
+        return False
+    peer = resolve_peer(runtime, name)
+    settings = runtime.settings
+    service = storage_commitment(runtime)
+    listener = _OwnListener(runtime)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(listener)
+        except PeerUnavailable as exc:
+            console.print(
+                f"note: {exc}; a report can only come on the requesting association",
+                markup=False,
+            )
+        try:
+            transaction = request_commitment(
+                settings,
+                peer,
+                references,
+                service,
+                wait=settings.commitment_wait if wait is None else wait,
+            )
+        except (CommitmentRefused, CommitmentUnreachable) as exc:
+            print_commitment(exc.transaction, console, reason=exc.message)
+            return False
+    print_commitment(transaction, console, temporary_listener=listener.server is not None)
+    return transaction.state is not State.FAILED
+
+
+def print_commitment(
+    transaction: Transaction,
+    console: Console,
+    *,
+    reason: str = "",
+    temporary_listener: bool = False,
+) -> None:
+    """The outcome of a storage commitment request, with every instance not committed."""
+    head = f"storage commitment {transaction.transaction_uid} ({transaction.peer_ae_title})"
+    total = len(transaction.items)
+    if reason:
+        console.print(f"{head}: failed: {reason}", markup=False, highlight=False)
+    elif transaction.state is State.COMMITTED:
+        console.print(f"{head}: committed, {total} instances", markup=False, highlight=False)
+    elif transaction.state is State.REQUESTED:
+        where = (
+            "dicomhub's listener is not running: start `dicomhub serve` so that the report "
+            "is recorded when the peer sends it"
+            if temporary_listener
+            else "the report will be recorded when it arrives on dicomhub's listener"
+        )
+        console.print(
+            f"{head}: requested for {total} instances, no report yet; {where}; "
+            "see `dicomhub commitments`",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        committed = len(transaction.committed)
+        console.print(
+            f"{head}: {transaction.state.value}: {committed} committed, "
+            f"{len(transaction.failed)} failed",
+            markup=False,
+            highlight=False,
+        )
+    for item in transaction.items:
+        if item.outcome is not Outcome.FAILED:
+            continue
+        reason_code = "-" if item.failure_reason is None else f"0x{item.failure_reason:04X}"
+        console.print(
+            f"  {item.sop_instance_uid}: FailureReason {reason_code} {item.detail}".rstrip(),
             markup=False,
             highlight=False,
         )

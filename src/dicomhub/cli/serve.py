@@ -34,9 +34,12 @@ def _wait_for_signal() -> None:
 
 def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> None:
     """Open the runtime, serve until a signal, then stop cleanly."""
+    from dicomhub.dicom.bindings import storage_commitment
+    from dicomhub.dicom.commitment_reporter import CommitmentReporter
     from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
     from dicomhub.dicom.forwarder import Forwarder
     from dicomhub.dicom.server import Listener, create_listener
+    from dicomhub.hl7.listener import HL7Listener
 
     try:
         runtime = open_runtime(settings, migrate_schema=migrate_schema)
@@ -48,9 +51,19 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
         AsyncioDicomServer(runtime, reuse_port=True) if reuse_port else create_listener(runtime)
     )
     forwarder = Forwarder(runtime)
+    hl7 = HL7Listener(runtime, reuse_port=reuse_port) if settings.hl7_port is not None else None
+    reporter = CommitmentReporter(storage_commitment(runtime))
     try:
         server.start()
+        if hl7 is not None:
+            try:
+                hl7.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen for HL7 on {settings.bind}:{settings.hl7_port}: {exc}"
+                ) from exc
         forwarder.start()
+        reporter.start()
         LOG.info(
             "dicomhub %s serving; data in %s, index %s",
             __version__,
@@ -60,7 +73,10 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
         _wait_for_signal()
         LOG.info("shutting down")
     finally:
+        reporter.stop()
         forwarder.stop()
+        if hl7 is not None:
+            hl7.stop()
         server.stop()
         runtime.close()
 

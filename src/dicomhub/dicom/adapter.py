@@ -41,11 +41,27 @@ def _staging_file(*_args: Any, **_kwargs: Any) -> StagingWriter:
     return _staging[-1].new_staging_file(".dcm")
 
 
+_PYNETDICOM_DEFAULTS = (
+    _config.STORE_RECV_CHUNKED_DATASET,
+    dimse_messages.NamedTemporaryFile,  # type: ignore[attr-defined]
+)
+
+
 def install_streaming(blobs: FilesystemBlobStore) -> None:
     """Make pynetdicom write received C-STORE data sets straight into ``blobs``' staging."""
     _staging.append(blobs)
     _config.STORE_RECV_CHUNKED_DATASET = True
     dimse_messages.NamedTemporaryFile = _staging_file  # type: ignore[assignment,attr-defined]
+
+
+def uninstall_streaming(blobs: FilesystemBlobStore) -> None:
+    """Undo ``install_streaming`` for ``blobs``; pynetdicom's own behaviour comes back when no
+    listener of this engine is left (other pynetdicom users in the process are unaffected)."""
+    if blobs in _staging:
+        _staging.remove(blobs)
+    if not _staging:
+        _config.STORE_RECV_CHUNKED_DATASET = _PYNETDICOM_DEFAULTS[0]
+        dimse_messages.NamedTemporaryFile = _PYNETDICOM_DEFAULTS[1]  # type: ignore[attr-defined]
 
 
 # Association gate ---------------------------------------------------------------------------

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dicomhub.dicom.mpps_forwarding import MppsEnqueuer
 from dicomhub.dicom.services.echo import EchoService
+from dicomhub.dicom.services.mpps import MppsService
 from dicomhub.dicom.services.query import QueryService
 from dicomhub.dicom.services.retrieve import RetrieveService
+from dicomhub.dicom.services.storage_commitment import StorageCommitmentService
 from dicomhub.dicom.services.store import StoreService
+from dicomhub.dicom.services.worklist import WorklistService
+from dicomhub.index.mpps import MppsRepository
 from dicomhub.index.retrieve import RetrieveLocator
+from dicomhub.index.worklist import WorklistRepository
+from dicomhub.index.worklist_query import WorklistFinder
 from dicomhub.runtime import Runtime
 
 
@@ -20,6 +27,32 @@ class Services:
     store: StoreService
     query: QueryService
     retrieve: RetrieveService
+    storage_commitment: StorageCommitmentService
+    mpps: MppsService
+    worklist: WorklistService
+
+
+def storage_commitment(runtime: Runtime) -> StorageCommitmentService:
+    """The Storage Commitment service of a runtime (the listener's and the reporter's)."""
+    return StorageCommitmentService(
+        runtime.commitments,
+        runtime.repository,
+        runtime.blobs,
+        runtime.access,
+        runtime.settings,
+        runtime.forward_queue,
+        runtime.commitment_wake,
+    )
+
+
+def mpps_repository(runtime: Runtime) -> MppsRepository:
+    """The MPPS repository, queueing every accepted request for ``mpps_forward`` peers."""
+    repository = MppsRepository(runtime.db)
+    if runtime.settings.mpps_forward:
+        repository.after_event = MppsEnqueuer(
+            runtime.forward_queue, runtime.settings.mpps_forward, runtime.forward_wake
+        )
+    return repository
 
 
 def build_services(runtime: Runtime) -> Services:
@@ -30,5 +63,17 @@ def build_services(runtime: Runtime) -> Services:
         query=QueryService(runtime.finder, runtime.access),
         retrieve=RetrieveService(
             RetrieveLocator(runtime.db), runtime.access, runtime.settings, runtime.blobs
+        ),
+        storage_commitment=storage_commitment(runtime),
+        mpps=MppsService(
+            mpps_repository(runtime),
+            WorklistRepository(runtime.db),
+            runtime.access,
+            runtime.settings,
+        ),
+        worklist=WorklistService(
+            WorklistFinder(runtime.db, case_insensitive_pn=runtime.settings.case_insensitive_pn),
+            runtime.access,
+            runtime.settings,
         ),
     )

@@ -19,6 +19,10 @@ peer accepts the stored transfer syntax):
   warning;
 * instance deleted since it was queued: done, with a log line.
 
+When the rule that queued an item has ``commit = true``, the destination is then asked for
+storage commitment of the instances it acknowledged (``dicom.commitment_scu``); the outcome
+is logged and kept with the transaction (``dicomhub commitments``).
+
 The thread wakes when this process queued something and otherwise looks at the queue every
 ``forward_poll_interval`` seconds (other processes queue too).
 """
@@ -26,21 +30,24 @@ The thread wakes when this process queued something and otherwise looks at the q
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dicomhub.config import PeerConfig
+from dicomhub.dicom.bindings import storage_commitment
+from dicomhub.dicom.commitment_scu import request_commitment
+from dicomhub.dicom.mpps_forwarding import deliver as deliver_mpps
+from dicomhub.dicom.mpps_forwarding import is_mpps_item
 from dicomhub.dicom.scu import StoreSCU
 from dicomhub.errors import DicomhubError, PeerUnavailable
+from dicomhub.index.commitments import State
 from dicomhub.index.forward_queue import QueueItem
+from dicomhub.index.mpps import MppsRepository
 from dicomhub.index.repository import StoredInstance
+from dicomhub.leases import dead_local_holders, owner_id
 from dicomhub.runtime import Runtime
-from dicomhub.storage.filesystem import process_alive
 
 LOG = logging.getLogger("dicomhub.forward")
 PURGE_INTERVAL = 600.0
@@ -51,11 +58,6 @@ a crash makes the forwarder send twice is at most that much)."""
 GATHER = 0.2
 """Seconds to wait, once woken by this process's ingest, for the objects that follow (a
 modality sends a series in a burst: they then share one association)."""
-
-
-def owner_id() -> str:
-    """This process as a lease holder: ``host:pid:random`` (random: a reused pid is new)."""
-    return f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _ids(items: Iterable[QueueItem]) -> list[int]:
@@ -96,6 +98,7 @@ class Forwarder:
         self.settings = runtime.settings
         self.queue = runtime.forward_queue
         self.owner = owner or owner_id()
+        self.mpps = MppsRepository(runtime.db)
         self._wake = runtime.forward_wake
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,15 +130,8 @@ class Forwarder:
     def release_orphans(self) -> int:
         """Release at once the leases held by processes of this host that no longer run
         (their items would otherwise wait for ``forward_lease`` to expire)."""
-        host = socket.gethostname()[:100]
         released = 0
-        for holder in self.queue.lease_holders():
-            parts = holder.rsplit(":", 2)
-            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-                continue
-            pid = int(parts[1])
-            if holder == self.owner or pid == os.getpid() or process_alive(pid):
-                continue
+        for holder in dead_local_holders(self.queue.lease_holders(), self.owner):
             count = self.queue.release(holder)
             if count:
                 LOG.info(
@@ -215,6 +211,10 @@ class Forwarder:
             )
             self.queue.fail(_ids(items), f"unknown peer {destination}")
             return
+        mpps_items = [item for item in items if is_mpps_item(item)]
+        if mpps_items:
+            self._deliver_mpps(destination, peer, mpps_items)
+            items = [item for item in items if not is_mpps_item(item)]
         by_uid: dict[str, list[QueueItem]] = {}
         for item in items:
             by_uid.setdefault(item.sop_instance_uid, []).append(item)
@@ -269,6 +269,67 @@ class Forwarder:
             retried,
             failed,
             time.monotonic() - started,
+        )
+        self._commit(destination, peer, instances, items, delivery.sent)
+
+    def _deliver_mpps(self, destination: str, peer: PeerConfig, items: list[QueueItem]) -> None:
+        """Replay queued MPPS requests (see ``mpps_forwarding``)."""
+        delivery = deliver_mpps(self.settings, peer, self.mpps, items)
+        self.queue.done(delivery.sent)
+        if delivery.waiting:
+            self.queue.postpone(
+                delivery.waiting,
+                self.settings.forward_retry_initial,
+                "waits for an earlier request of the same MPPS",
+                owner=self.owner,
+            )
+        by_error: dict[str, list[int]] = {}
+        for item_id, error in delivery.refused.items():
+            by_error.setdefault(error, []).append(item_id)
+        for error, ids in by_error.items():
+            self._retry(destination, ids, error)
+
+    def _commit(
+        self,
+        destination: str,
+        peer: PeerConfig,
+        instances: list[StoredInstance],
+        items: list[QueueItem],
+        sent: list[int],
+    ) -> None:
+        """Request storage commitment of the delivered instances of rules with ``commit``."""
+        rules = {rule.name for rule in self.settings.forward if rule.commit}
+        delivered = set(sent)
+        uids = {i.sop_instance_uid for i in items if i.id in delivered and i.rule in rules}
+        references = [
+            (i.sop_class_uid, i.sop_instance_uid) for i in instances if i.sop_instance_uid in uids
+        ]
+        if not references:
+            return
+        try:
+            transaction = request_commitment(
+                self.settings,
+                peer,
+                references,
+                storage_commitment(self.runtime),
+                wait=self.settings.commitment_wait,
+            )
+        except DicomhubError as exc:
+            LOG.error(
+                "forwarded to %s: storage commitment of %d instances failed: %s",
+                destination,
+                len(references),
+                exc,
+            )
+            return
+        log = LOG.warning if transaction.state is State.FAILED else LOG.info
+        log(
+            "forwarded to %s: storage commitment %s of %d instances: %s%s",
+            destination,
+            transaction.transaction_uid,
+            len(references),
+            transaction.state.value,
+            f" ({len(transaction.failed)} failed)" if transaction.failed else "",
         )
 
     def _send(

@@ -154,7 +154,10 @@ def _follow(
 ) -> RetrieveOutcome:
     final: Message | None = None
     for message in association.responses(message_id, sink):
-        if message.command.get("CommandField") == cmd.C_STORE_RQ:
+        field_ = int(message.command.get("CommandField") or 0)
+        if not field_ & 0x8000:
+            if field_ != cmd.C_STORE_RQ:
+                association.answer(message, 0x0211)  # only C-STOREs belong in a retrieve
             continue
         counts = [
             int(message.command.get(k) or 0)

@@ -10,14 +10,17 @@ happened; per-operation statuses are returned, not raised.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import pdu as pdus
+from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -118,11 +121,15 @@ class Association:
         contexts: Sequence[tuple[str, Sequence[str]]],
         *,
         scp_roles: Sequence[str] = (),
+        both_roles: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.peer = peer
         self.proposed = list(contexts)
         self.scp_roles = list(dict.fromkeys(scp_roles))
+        self.both_roles = [c for c in dict.fromkeys(both_roles) if c not in self.scp_roles]
+        """SOP classes where dicomhub proposes the SCU and the SCP role: it sends requests
+        and accepts the peer's (a storage commitment report on the requesting association)."""
         self.accepted: dict[int, OutboundContext] = {}
         self.peer_max_pdu = 0
         self.sock: socket.socket | None = None
@@ -204,10 +211,10 @@ class Association:
         version = ImplementationVersionNameNotification()
         version.implementation_version_name = IMPLEMENTATION_VERSION
         items: list[Any] = [maximum, implementation, version]
-        for sop_class in self.scp_roles:
+        for sop_class in [*self.scp_roles, *self.both_roles]:
             role = SCP_SCU_RoleSelectionNegotiation()
             role.sop_class_uid = UID(sop_class)
-            role.scu_role = False
+            role.scu_role = sop_class in self.both_roles
             role.scp_role = True
             items.append(role)
         request.user_information = items
@@ -345,6 +352,18 @@ class Association:
         if data.length == 0:
             self._send(pdu.data_pdu(context_id, b"", last=True))
 
+    def poll(self, timeout: float) -> bool:
+        """Whether the peer sent something within ``timeout`` seconds (nothing is read)."""
+        if self._buffer:
+            return True
+        if self.sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], max(timeout, 0.0))
+        except (OSError, ValueError):
+            return True  # the next read says what happened
+        return bool(readable)
+
     def next_message_id(self) -> int:
         """A fresh Message ID (1-65535, wrapping)."""
         self._message_id = self._message_id % 0xFFFF + 1
@@ -458,11 +477,16 @@ class Association:
         return context, message_id
 
     def responses(self, message_id: int, sinks: SinkFactory | None = None) -> Iterator[Message]:
-        """Responses to ``message_id`` until the final one (incoming C-STOREs are answered)."""
+        """Responses to ``message_id`` until the final one.
+
+        Requests the peer sends meanwhile are yielded too: C-STOREs of a C-GET (answered
+        already) and others, such as an N-EVENT-REPORT sent before the N-ACTION response,
+        which the caller answers with ``answer``.
+        """
         while True:
             message = self.receive(sinks)
             field_ = message.command.get("CommandField")
-            if field_ == cmd.C_STORE_RQ:
+            if isinstance(field_, int) and not field_ & 0x8000:
                 yield message
                 continue
             if message.command.get("MessageIDBeingRespondedTo") not in {message_id, None}:
@@ -471,6 +495,97 @@ class Association:
             yield message
             if message.status not in {0xFF00, 0xFF01}:
                 return
+
+    def answer(self, request: Message, status: int, **elements: Any) -> None:
+        """Send the response to a request the peer made on this association."""
+        field_ = int(request.command.get("CommandField") or 0)
+        self._send_message(
+            request.context,
+            cmd.encode_command(
+                AffectedSOPClassUID=request.command.get("AffectedSOPClassUID"),
+                CommandField=field_ | 0x8000,
+                MessageIDBeingRespondedTo=request.command.get("MessageID"),
+                CommandDataSetType=cmd.NO_DATA_SET,
+                Status=status,
+                AffectedSOPInstanceUID=request.command.get("AffectedSOPInstanceUID"),
+                **elements,
+            ),
+        )
+
+    def event_report(
+        self, sop_class: str, sop_instance: str, event_type: int, data: bytes
+    ) -> Message:
+        """N-EVENT-REPORT on a context of ``sop_class`` (dicomhub in the SCP role); the
+        response (peers that leave out MessageIDBeingRespondedTo are understood)."""
+        context = next((c for c in self.accepted.values() if c.abstract_syntax == sop_class), None)
+        if context is None:
+            raise PeerUnavailable(f"{self} did not accept {UID(sop_class).name}")
+        message_id = self.next_message_id()
+        command = cmd.encode_command(
+            AffectedSOPClassUID=sop_class,
+            CommandField=cmd.N_EVENT_REPORT_RQ,
+            MessageID=message_id,
+            CommandDataSetType=cmd.DATA_SET_PRESENT,
+            AffectedSOPInstanceUID=sop_instance,
+            EventTypeID=event_type,
+        )
+        self._send_message(context, command, data)
+        for message in self.responses(message_id):
+            if message.command.get("CommandField") == cmd.N_EVENT_REPORT_RSP:
+                return message
+            self.answer(message, 0x0211)  # nothing else is expected here
+        raise PeerUnavailable(f"{self} did not answer the N-EVENT-REPORT")
+
+    def n_action(
+        self, sop_class: str, sop_instance: str, action_type: int, data: Dataset
+    ) -> tuple[OutboundContext, int]:
+        """N-ACTION-RQ with ``data`` as Action Information, encoded in the context's transfer
+        syntax; the context and Message ID (read the answer with ``responses``)."""
+        context = self.context_for(sop_class)
+        syntax = context.transfer_syntax
+        encoded = encode(data, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        if encoded is None:
+            raise DicomhubError(f"the N-ACTION data set for {self} cannot be encoded")
+        message_id = self.next_message_id()
+        command = cmd.encode_command(
+            CommandField=cmd.N_ACTION_RQ,
+            MessageID=message_id,
+            CommandDataSetType=cmd.DATA_SET_PRESENT,
+            RequestedSOPClassUID=sop_class,
+            RequestedSOPInstanceUID=sop_instance,
+            ActionTypeID=action_type,
+        )
+        self._send_message(context, command, bytes(encoded))
+        return context, message_id
+
+    def n_request(
+        self,
+        command_field: int,
+        sop_class: str,
+        sop_instance: str,
+        data: Dataset,
+    ) -> Message:
+        """N-CREATE (Affected SOP UIDs) or N-SET (Requested SOP UIDs) with a data set; the
+        response."""
+        context = self.context_for(sop_class)
+        syntax = context.transfer_syntax
+        encoded = encode(data, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        if encoded is None:
+            raise DicomhubError("the request's data set cannot be encoded")
+        message_id = self.next_message_id()
+        target = "Requested" if command_field == cmd.N_SET_RQ else "Affected"
+        command = cmd.encode_command(
+            CommandField=command_field,
+            MessageID=message_id,
+            CommandDataSetType=cmd.DATA_SET_PRESENT,
+            **{f"{target}SOPClassUID": sop_class, f"{target}SOPInstanceUID": sop_instance},
+        )
+        self._send_message(context, command, bytes(encoded))
+        for message in self.responses(message_id):
+            if int(message.command.get("CommandField") or 0) & 0x8000:
+                return message
+            self.answer(message, 0x0211)
+        raise PeerUnavailable(f"{self} did not answer the request")
 
     def cancel(self, context: OutboundContext, message_id: int) -> None:
         """C-CANCEL-RQ for a running C-FIND, C-MOVE or C-GET."""

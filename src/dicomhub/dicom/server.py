@@ -9,7 +9,7 @@ from pynetdicom import AE
 
 from dicomhub.config import Service
 from dicomhub.conformance import REGISTRY
-from dicomhub.dicom.adapter import Handlers, install_streaming
+from dicomhub.dicom.adapter import Handlers, install_streaming, uninstall_streaming
 from dicomhub.dicom.bindings import build_services
 from dicomhub.dicom.tls import server_context
 from dicomhub.runtime import Runtime
@@ -91,3 +91,4 @@ class DicomServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+            uninstall_streaming(self.runtime.blobs)

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, or_, 
 
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.schema import forward_queue as fq
+from dicomhub.index.times import as_utc
 
 
 class QueueState(StrEnum):
@@ -85,11 +86,6 @@ class Rescheduled:
     next_delay: float | None
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every time in the queue is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _item(row: Any) -> QueueItem:
     m = row._mapping
     return QueueItem(
@@ -99,13 +95,13 @@ def _item(row: Any) -> QueueItem:
         rule=m["rule"],
         state=QueueState(m["state"]),
         attempts=int(m["attempts"]),
-        next_attempt_at=_aware(m["next_attempt_at"]),
+        next_attempt_at=as_utc(m["next_attempt_at"]),
         leased_by=m["leased_by"],
-        leased_until=_aware(m["leased_until"]) if m["leased_until"] is not None else None,
+        leased_until=as_utc(m["leased_until"]) if m["leased_until"] is not None else None,
         last_error=m["last_error"],
-        created_at=_aware(m["created_at"]),
-        updated_at=_aware(m["updated_at"]),
-        done_at=_aware(m["done_at"]) if m["done_at"] is not None else None,
+        created_at=as_utc(m["created_at"]),
+        updated_at=as_utc(m["updated_at"]),
+        done_at=as_utc(m["done_at"]) if m["done_at"] is not None else None,
     )
 
 
@@ -159,9 +155,9 @@ class ForwardQueue:
 
     def _now(self, conn: Connection) -> datetime:
         if self.clock is not None:
-            return _aware(self.clock())
+            return as_utc(self.clock())
         if conn.dialect.name == "postgresql":
-            return _aware(conn.execute(select(func.now())).scalar_one())
+            return as_utc(conn.execute(select(func.now())).scalar_one())
         return datetime.now(UTC)
 
     # Writes of the ingest path ----------------------------------------------------------
@@ -401,6 +397,20 @@ class ForwardQueue:
             query = query.where(fq.c.state == state.value)
         with self.db.read() as conn:
             return [_item(row) for row in conn.execute(query)]
+
+    def delivered(self, sop_instance_uid: str) -> int:
+        """Number of destinations that acknowledged this instance (rows in ``done``)."""
+        query = (
+            select(func.count(func.distinct(fq.c.destination)))
+            .select_from(fq)
+            .where(
+                fq.c.sop_instance_uid == sop_instance_uid,
+                fq.c.state == QueueState.DONE.value,
+                fq.c.last_error == "",
+            )
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def counts(self) -> dict[QueueState, int]:
         """Number of rows in each state."""

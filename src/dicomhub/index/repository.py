@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,7 @@ from dicomhub.errors import DicomhubError, DuplicateSOPInstance
 from dicomhub.index.attributes import Level
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.schema import attachments, changes, instances, patients, series, studies
+from dicomhub.index.times import utc_now
 from dicomhub.index.values import character_set, level_values
 from dicomhub.storage.base import BlobInfo
 
@@ -71,10 +72,6 @@ class AddResult:
 
     outcome: AddOutcome
     obsolete_blob_key: str | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 _STORED_COLUMNS = (
@@ -325,7 +322,7 @@ class IndexRepository:
             self._remove(conn, existing)
             outcome, obsolete = AddOutcome.REPLACED, existing.blob_key
 
-        now = _now()
+        now = utc_now()
         charset = character_set(dataset)
         study_uid = str(dataset.StudyInstanceUID)
         series_uid = str(dataset.SeriesInstanceUID)
@@ -556,6 +553,6 @@ class IndexRepository:
                 "level": level.value,
                 "uid": uid,
                 "details": details,
-                "occurred_at": _now(),
+                "occurred_at": utc_now(),
             },
         )

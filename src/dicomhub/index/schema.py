@@ -176,6 +176,138 @@ forward_queue = Table(
     Index("ix_forward_queue_due", "state", "next_attempt_at"),
 )
 
+commitment_transactions = Table(
+    "commitment_transactions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # 'scp': a peer asked dicomhub to commit; 'scu': dicomhub asked a peer.
+    Column("role", String(8), nullable=False),
+    Column("transaction_uid", String(64), nullable=False),
+    # The requester (role scp) or the committing peer (role scu), and the AE it called.
+    Column("peer_ae_title", String(16), nullable=False),
+    Column("called_ae_title", String(16), nullable=False, server_default=""),
+    # scp: 'pending' (to check) -> 'checked' (report to send) -> 'reported' | 'undeliverable'
+    # scu: 'requested' -> 'committed' | 'failed' (report received) | 'timed_out'
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("leased_by", String(128), nullable=True),
+    Column("leased_until", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("role", "transaction_uid", name="uq_commitment_transactions_uid"),
+    Index("ix_commitment_transactions_due", "role", "state", "next_attempt_at"),
+)
+
+commitment_items = Table(
+    "commitment_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "transaction_fk",
+        BigId,
+        ForeignKey("commitment_transactions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False),
+    # 'pending', 'committed' or 'failed' (with the PS3.4 J FailureReason and why)
+    Column("outcome", String(16), nullable=False),
+    Column("failure_reason", Integer, nullable=True),
+    Column("detail", Text, nullable=False, server_default=""),
+)
+
+commitment_events = Table(
+    "commitment_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "transaction_fk",
+        BigId,
+        ForeignKey("commitment_transactions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # requested, checked, report-sent, report-failed, report-received, timed-out, ...
+    Column("event", String(32), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+worklist_items = Table(
+    "worklist_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # Matching keys of the Modality Worklist model (PS3.4 K.6), kept in columns; the whole
+    # item (patient, visit, requested procedure, one Scheduled Procedure Step) is `attributes`.
+    Column("scheduled_procedure_step_id", String(16), nullable=False, server_default=""),
+    Column("requested_procedure_id", String(16), nullable=False, server_default=""),
+    Column("accession_number", String(16), nullable=False, server_default=""),
+    Column("study_instance_uid", String(64), nullable=False, server_default=""),
+    Column("patient_id", String(64), nullable=False, server_default=""),
+    Column("issuer_of_patient_id", String(64), nullable=False, server_default=""),
+    Column("patient_name", String(400), nullable=False, server_default=""),
+    Column("modality", String(16), nullable=False, server_default=""),
+    Column("scheduled_station_ae_title", String(16), nullable=False, server_default=""),
+    Column("scheduled_station_name", String(16), nullable=False, server_default=""),
+    Column("start_date", String(8), nullable=False, server_default=""),
+    Column("start_time", String(16), nullable=False, server_default=""),
+    Column("performing_physician_name", String(400), nullable=False, server_default=""),
+    # SCHEDULED, IN PROGRESS, COMPLETED, DISCONTINUED (from MPPS) or CANCELLED (by an order).
+    Column("status", String(16), nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("specific_character_set", String(200), nullable=False, server_default=""),
+    # Where it came from (cli, hl7, api) and the order's own identity when it has one.
+    Column("source", String(16), nullable=False, server_default=""),
+    Column("order_key", String(128), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_worklist_items_status", "status"),
+    Index("ix_worklist_items_accession_number", "accession_number"),
+    Index("ix_worklist_items_order_key", "order_key"),
+    Index("ix_worklist_items_start_date", "start_date"),
+)
+
+mpps = Table(
+    "mpps",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sop_instance_uid", String(64), nullable=False, unique=True),
+    # IN PROGRESS, COMPLETED or DISCONTINUED (PerformedProcedureStepStatus)
+    Column("status", String(16), nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column(
+        "worklist_item_fk",
+        BigId,
+        ForeignKey("worklist_items.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    # No worklist item matched its Scheduled Step Attributes Sequence.
+    Column("unscheduled", Integer, nullable=False, server_default="0"),
+    Column("calling_ae_title", String(16), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+)
+
+mpps_events = Table(
+    "mpps_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("mpps_fk", BigId, ForeignKey("mpps.id", ondelete="CASCADE"), nullable=False, index=True),
+    # N-CREATE or N-SET, the status before and after, and the attributes the request carried.
+    Column("action", String(16), nullable=False),
+    Column("status_before", String(16), nullable=False, server_default=""),
+    Column("status_after", String(16), nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("calling_ae_title", String(16), nullable=False, server_default=""),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
 LEVEL_TABLES: dict[Level, Table] = {
     Level.PATIENT: patients,
     Level.STUDY: studies,

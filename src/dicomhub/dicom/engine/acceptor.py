@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import threading
@@ -120,3 +121,18 @@ class AsyncioDicomServer:
         self._thread.join(timeout=10)
         self._thread = None
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if not self.loop.is_running():
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Release the loop's descriptors (selector, self-pipe): tasks of associations cut
+        by the stop are cancelled and given a last turn first."""
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        with contextlib.suppress(Exception):
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()

@@ -13,8 +13,9 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -22,7 +23,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from dicomhub.config import Service
-from dicomhub.conformance import PATIENT_ROOT, service_of
+from dicomhub.conformance import MODALITY_WORKLIST_FIND, PATIENT_ROOT, service_of
 from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
@@ -39,10 +40,17 @@ from dicomhub.dicom.engine.negotiation import (
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.dicom.sending import SubOperation, prepare
 from dicomhub.dicom.services.retrieve import RetrieveResponse
+from dicomhub.dicom.services.storage_commitment import (
+    STORAGE_COMMITMENT,
+    STORAGE_COMMITMENT_INSTANCE,
+    report_dataset,
+)
 from dicomhub.dicom.services.store import StoreRequest
 from dicomhub.dicom.status import PENDING, status_of, unexpected
-from dicomhub.errors import CannotUnderstand, DicomhubError, PeerUnavailable
+from dicomhub.errors import CannotUnderstand, DicomhubError, NoSuchInstance, PeerUnavailable
 from dicomhub.header import KnownMeta
+from dicomhub.index.commitments import State as CommitmentState
+from dicomhub.index.commitments import Transaction
 from dicomhub.index.query import InformationModel
 from dicomhub.index.repository import StoredInstance
 from dicomhub.storage.filesystem import FilesystemBlobStore
@@ -84,6 +92,8 @@ class Message:
     command: dict[str, Any]
     data: bytearray = field(default_factory=bytearray)
     writer: Spool | None = None
+    response: bool = False
+    """A response to a request dicomhub sent (its data set, if any, is not used)."""
 
 
 class Association:
@@ -108,6 +118,8 @@ class Association:
         self.busy = False
         self.running_message_id: int | None = None
         self.awaiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.releasing = False
+        """The peer asked for the release: requests from dicomhub are no longer sent."""
         self.sub_message_id = 0
 
     # Life cycle -------------------------------------------------------------------------
@@ -135,7 +147,12 @@ class Association:
         except TimeoutError:
             LOG.warning("association %s timed out waiting for the peer; aborted", self.info)
             self._send_abort(pdu.REASON_NOT_SPECIFIED)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        except asyncio.IncompleteReadError as exc:
+            if self.info.calling_ae_title == "?" and not exc.partial:
+                LOG.info("connection from %s closed without a request", self.info)
+            else:
+                LOG.warning("association %s: connection lost (IncompleteReadError)", self.info)
+        except ConnectionError as exc:
             LOG.warning("association %s: connection lost (%s)", self.info, type(exc).__name__)
         except Exception:
             LOG.exception("association %s aborted after an internal error", self.info)
@@ -259,6 +276,15 @@ class Association:
                     raise pdu.ProtocolError(
                         "A-RELEASE-RQ in the middle of a DIMSE message", pdu.REASON_UNEXPECTED_PDU
                     )
+                # A request dicomhub sent will not be answered any more: the requests
+                # waiting for it give up now, and no new one is sent (a storage
+                # commitment report then goes on a new association).
+                self.releasing = True
+                for waiting in self.awaiting.values():
+                    if not waiting.done():
+                        waiting.set_exception(
+                            PeerUnavailable(f"{self.info} released the association first")
+                        )
                 await self.queue.join()
                 self.writer.write(pdu.release_rp())
                 await self.writer.drain()
@@ -310,7 +336,10 @@ class Association:
         self.command_buffer.clear()
         field_ = command.get("CommandField")
         if isinstance(field_, int) and field_ & 0x8000:
-            self._on_response(command)
+            if command.get("CommandDataSetType", cmd.NO_DATA_SET) == cmd.NO_DATA_SET:
+                self._on_response(command)
+            else:
+                self.current = Message(context, command, response=True)
             return
         if field_ == cmd.C_CANCEL_RQ:
             target = int(command.get("MessageIDBeingRespondedTo") or 0)
@@ -331,10 +360,12 @@ class Association:
         self.current = message
 
     def _on_response(self, command: dict[str, Any]) -> None:
-        """A response to a request dicomhub sent on this association (C-GET sub-operations)."""
-        if command.get("CommandDataSetType", cmd.NO_DATA_SET) != cmd.NO_DATA_SET:
-            raise pdu.ProtocolError("a response with a data set where none is defined")
+        """A response to a request dicomhub sent on this association (C-GET sub-operations,
+        N-EVENT-REPORT).  Some peers leave out MessageIDBeingRespondedTo: the response then
+        answers the one request waiting, if there is exactly one."""
         target = int(command.get("MessageIDBeingRespondedTo") or 0)
+        if not target and len(self.awaiting) == 1:
+            target = next(iter(self.awaiting))
         waiting = self.awaiting.pop(target, None)
         if waiting is None or waiting.done():
             LOG.warning(
@@ -371,6 +402,9 @@ class Association:
                 raise pdu.ProtocolError("identifier data set too large")
         if item.is_last:
             self.current = None
+            if message.response:
+                self._on_response(message.command)
+                return
             self.queue.put_nowait(message)
 
     # Running requests -------------------------------------------------------------------------
@@ -408,14 +442,18 @@ class Association:
             if isinstance(field_, int) and not field_ & 0x8000:
                 await self._respond(message, field_ | 0x8000, status, comment)
             return
-        if field_ == cmd.C_STORE_RQ:
-            await self._c_store(message)
-        elif field_ == cmd.C_ECHO_RQ:
-            await self._c_echo(message)
-        elif field_ == cmd.C_FIND_RQ:
-            await self._c_find(message)
-        else:
-            await self._c_retrieve(message)
+        handlers: dict[int, Callable[[Message], Awaitable[None]]] = {
+            cmd.C_STORE_RQ: self._c_store,
+            cmd.C_ECHO_RQ: self._c_echo,
+            cmd.C_FIND_RQ: self._c_find,
+            cmd.C_MOVE_RQ: self._c_retrieve,
+            cmd.C_GET_RQ: self._c_retrieve,
+            cmd.N_ACTION_RQ: self._n_action,
+            cmd.N_EVENT_REPORT_RQ: self._n_event_report,
+            cmd.N_CREATE_RQ: self._n_create,
+            cmd.N_SET_RQ: self._n_set,
+        }
+        await handlers[int(field_ or 0)](message)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -475,6 +513,191 @@ class Association:
         )
         await self._respond(message, cmd.C_STORE_RSP, 0x0000)
 
+    async def _n_action(self, message: Message) -> None:
+        """N-ACTION: Request Storage Commitment; the report follows (see the service)."""
+        commitment = self.engine.services.storage_commitment
+        command = message.command
+        report_here = message.context.scu
+        try:
+            if command.get("RequestedSOPInstanceUID") != STORAGE_COMMITMENT_INSTANCE:
+                raise NoSuchInstance(
+                    f"Requested SOP Instance UID must be {STORAGE_COMMITMENT_INSTANCE}"
+                )
+            data = self._identifier(message)
+            transaction = await self._run(
+                partial(
+                    commitment.request,
+                    self.info,
+                    int(command.get("ActionTypeID") or 0),
+                    data,
+                    report_here=report_here,
+                )
+            )
+        except DicomhubError as exc:
+            LOG.warning("N-ACTION from %s refused: 0x%04X %s", self.info, exc.dimse_status, exc)
+            await self._respond(message, cmd.N_ACTION_RSP, *status_of(exc))
+            return
+        await self._respond(
+            message, cmd.N_ACTION_RSP, 0x0000, ActionTypeID=command.get("ActionTypeID")
+        )
+        if report_here:
+            await self._report_here(message.context, transaction)
+
+    async def _report_here(self, context: AcceptedContext, transaction: Transaction) -> None:
+        """Check the instances and send the report on this association; when that fails
+        the background reporter delivers it on a new association."""
+        commitment = self.engine.services.storage_commitment
+        try:
+            checked = await self._run(commitment.check, transaction)
+            if checked.state is not CommitmentState.CHECKED:
+                await self._run(commitment.commitments.release, transaction.id)
+                return
+            event_type, data = report_dataset(checked)
+            encoded = encode(
+                data,
+                context.transfer_syntax.is_implicit_VR,
+                context.transfer_syntax.is_little_endian,
+                context.transfer_syntax.is_deflated,
+            )
+            self.sub_message_id = self.sub_message_id % 0xFFFF + 1
+            message_id = self.sub_message_id
+            command = cmd.encode_command(
+                AffectedSOPClassUID=STORAGE_COMMITMENT,
+                CommandField=cmd.N_EVENT_REPORT_RQ,
+                MessageID=message_id,
+                CommandDataSetType=cmd.DATA_SET_PRESENT,
+                AffectedSOPInstanceUID=STORAGE_COMMITMENT_INSTANCE,
+                EventTypeID=event_type,
+            )
+            response = await self._request(context.context_id, message_id, command, encoded)
+            status = int(response.get("Status") or 0)
+            if status != 0x0000:
+                raise PeerUnavailable(f"the requester answered the report with 0x{status:04X}")
+        except (PeerUnavailable, TimeoutError, ConnectionError, OSError) as exc:
+            LOG.warning(
+                "storage commitment %s: report on the association with %s failed (%s); "
+                "it will be sent on a new association",
+                transaction.transaction_uid,
+                self.info,
+                str(exc) or type(exc).__name__,
+            )
+            await self._run(commitment.commitments.release, transaction.id)
+            commitment.wake.set()
+            return
+        await self._run(
+            commitment.commitments.finish,
+            transaction.id,
+            CommitmentState.REPORTED,
+            "report-sent",
+            f"event type {event_type} on the requesting association",
+        )
+        LOG.info(
+            "storage commitment %s reported to %s on its association (event type %d)",
+            transaction.transaction_uid,
+            self.info,
+            event_type,
+        )
+
+    async def _request(
+        self, context_id: int, message_id: int, command: bytes, data: bytes | None
+    ) -> dict[str, Any]:
+        """Send a request to the peer and wait for its response (DIMSE timeout)."""
+        if self.closed.is_set() or self.releasing:
+            raise PeerUnavailable(f"association {self.info} is closed or being released")
+        waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.awaiting[message_id] = waiting
+        try:
+            for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
+                self.writer.write(chunk)
+            if data is not None:
+                for chunk in pdu.p_data(context_id, False, data, self.peer_max_pdu):
+                    self.writer.write(chunk)
+            await self.writer.drain()
+            async with asyncio.timeout(self.engine.dimse_timeout):
+                return await waiting
+        except asyncio.CancelledError as exc:
+            if self.closed.is_set():
+                raise PeerUnavailable(f"association {self.info} closed") from exc
+            raise
+        finally:
+            self.awaiting.pop(message_id, None)
+
+    async def _n_event_report(self, message: Message) -> None:
+        """N-EVENT-REPORT: a storage commitment report for a request dicomhub made."""
+        commitment = self.engine.services.storage_commitment
+        event_type = int(message.command.get("EventTypeID") or 0)
+        try:
+            data = self._identifier(message)
+            await self._run(commitment.receive_report, self.info, event_type, data)
+        except DicomhubError as exc:
+            LOG.warning(
+                "N-EVENT-REPORT from %s refused: 0x%04X %s", self.info, exc.dimse_status, exc
+            )
+            await self._respond(message, cmd.N_EVENT_REPORT_RSP, *status_of(exc))
+            return
+        await self._respond(message, cmd.N_EVENT_REPORT_RSP, 0x0000, EventTypeID=event_type or None)
+
+    async def _n_create(self, message: Message) -> None:
+        """N-CREATE: a Modality Performed Procedure Step starts (see ``services.mpps``)."""
+        requested = str(message.command.get("AffectedSOPInstanceUID") or "") or None
+        try:
+            data = self._identifier(message) if message.data else Dataset()
+            uid, attributes = await self._run(
+                self.engine.services.mpps.create, self.info, requested, data
+            )
+        except DicomhubError as exc:
+            LOG.warning(
+                "N-CREATE %s from %s refused: 0x%04X %s",
+                requested or "(SOP Instance UID to assign)",
+                self.info,
+                exc.dimse_status,
+                exc,
+            )
+            await self._refuse(message, cmd.N_CREATE_RSP, exc)
+            return
+        message.command["AffectedSOPInstanceUID"] = uid  # assigned when the SCU gave none
+        await self._respond(
+            message, cmd.N_CREATE_RSP, 0x0000, data=self._encode(message, attributes)
+        )
+
+    async def _n_set(self, message: Message) -> None:
+        """N-SET: a Modality Performed Procedure Step is updated (see ``services.mpps``)."""
+        uid = str(message.command.get("RequestedSOPInstanceUID") or "")
+        try:
+            if not uid:
+                raise NoSuchInstance("N-SET without a Requested SOP Instance UID")
+            data = self._identifier(message) if message.data else Dataset()
+            await self._run(self.engine.services.mpps.set, self.info, uid, data)
+        except DicomhubError as exc:
+            LOG.warning(
+                "N-SET %s from %s refused: 0x%04X %s", uid, self.info, exc.dimse_status, exc
+            )
+            await self._refuse(message, cmd.N_SET_RSP, exc)
+            return
+        await self._respond(message, cmd.N_SET_RSP, 0x0000)
+
+    async def _refuse(self, message: Message, response_field: int, exc: DicomhubError) -> None:
+        """A failure response with the error's Error ID and Attribute List, when it has them."""
+        attribute_list = getattr(exc, "attribute_list", None)
+        await self._respond(
+            message,
+            response_field,
+            *status_of(exc),
+            data=self._encode(message, attribute_list),
+            ErrorID=exc.error_id,
+        )
+
+    @staticmethod
+    def _encode(message: Message, dataset: Dataset | None) -> bytes | None:
+        """A response data set in the context's transfer syntax; None when there is none."""
+        if dataset is None or not len(dataset):
+            return None
+        syntax = message.context.transfer_syntax
+        encoded = encode(
+            dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+        )
+        return None if encoded is None else bytes(encoded)
+
     def _model(self, message: Message) -> InformationModel:
         if message.command.get("AffectedSOPClassUID") in PATIENT_ROOT:
             return InformationModel.PATIENT_ROOT
@@ -497,24 +720,36 @@ class Association:
         return lambda: message_id in self.cancelled or self.closed.is_set()
 
     async def _c_find(self, message: Message) -> None:
-        model = self._model(message)
-        matches = 0
+        """C-FIND: Query/Retrieve (Patient or Study Root) or Modality Worklist, matches
+        streamed as they are found."""
+        services = self.engine.services
+        cancelled = self._is_cancelled(message)
+        if message.context.abstract_syntax == MODALITY_WORKLIST_FIND:
+            label = "worklist"
+
+            def matches() -> Iterator[tuple[int, Dataset | None]]:
+                return services.worklist.find(self.info, self._identifier(message), cancelled)
+        else:
+            model = self._model(message)
+            label = f"{model.value} root"
+
+            def matches() -> Iterator[tuple[int, Dataset | None]]:
+                return services.query.find(self.info, self._identifier(message), model, cancelled)
 
         def produce() -> Iterator[_Response]:
-            for status, match in self.engine.services.query.find(
-                self.info, self._identifier(message), model, self._is_cancelled(message)
-            ):
+            for status, match in matches():
                 yield _Response(status, match)
 
+        found = 0
         async for response in self._stream(message, produce, cmd.C_FIND_RSP, "C-FIND"):
             if response.status == PENDING:
-                matches += 1
+                found += 1
             else:
                 LOG.info(
-                    "C-FIND %s root from %s: %d matches, 0x%04X",
-                    model.value,
+                    "C-FIND %s from %s: %d matches, 0x%04X",
+                    label,
                     self.info,
-                    matches,
+                    found,
                     response.status,
                 )
 
@@ -686,7 +921,7 @@ class Association:
             self.awaiting.pop(message_id, None)
 
     def _write_from_thread(self, loop: asyncio.AbstractEventLoop, pieces: list[bytes]) -> None:
-        if self.closed.is_set():
+        if self.closed.is_set() or self.releasing:
             raise PeerUnavailable(f"association {self.info} is closed")
 
         async def write() -> None:
@@ -708,15 +943,18 @@ class Association:
         status: int,
         comment: str | None = None,
         data: bytes | None = None,
-        **counts: int | None,
+        **counts: Any,
     ) -> None:
+        request = message.command
         command = cmd.encode_command(
-            AffectedSOPClassUID=message.command.get("AffectedSOPClassUID"),
+            AffectedSOPClassUID=request.get("AffectedSOPClassUID")
+            or request.get("RequestedSOPClassUID"),
             CommandField=command_field,
-            MessageIDBeingRespondedTo=message.command.get("MessageID"),
+            MessageIDBeingRespondedTo=request.get("MessageID"),
             CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
             Status=status,
-            AffectedSOPInstanceUID=message.command.get("AffectedSOPInstanceUID"),
+            AffectedSOPInstanceUID=request.get("AffectedSOPInstanceUID")
+            or request.get("RequestedSOPInstanceUID"),
             ErrorComment=comment,
             **counts,
         )
@@ -735,7 +973,13 @@ _COMMAND_SERVICES = {
     cmd.C_FIND_RQ: Service.QUERY,
     cmd.C_MOVE_RQ: Service.RETRIEVE,
     cmd.C_GET_RQ: Service.RETRIEVE,
+    cmd.N_ACTION_RQ: Service.STORAGE_COMMITMENT,
+    cmd.N_EVENT_REPORT_RQ: Service.STORAGE_COMMITMENT,
+    cmd.N_CREATE_RQ: Service.MPPS,
+    cmd.N_SET_RQ: Service.MPPS,
 }
+_ALSO_SERVED = {cmd.C_FIND_RQ: Service.WORKLIST}
+"""Commands also defined for a second service's SOP classes (C-FIND: Modality Worklist)."""
 
 
 @dataclass(frozen=True)
@@ -767,9 +1011,12 @@ def _command_refusal(message: Message) -> tuple[int, str] | None:
     field_ = message.command.get("CommandField")
     if field_ not in _COMMAND_SERVICES:
         return 0x0211, f"unrecognised operation 0x{field_ or 0:04X}"
-    sop_class = message.command.get("AffectedSOPClassUID")
+    sop_class = message.command.get("AffectedSOPClassUID") or message.command.get(
+        "RequestedSOPClassUID"
+    )
     if sop_class != message.context.abstract_syntax:
         return 0x0122, f"SOP class {sop_class} is not the presentation context's"
-    if service_of(message.context.abstract_syntax) is not _COMMAND_SERVICES[field_]:
+    service = service_of(message.context.abstract_syntax)
+    if service is not _COMMAND_SERVICES[field_] and service is not _ALSO_SERVED.get(field_):
         return 0x0211, f"operation 0x{field_:04X} is not defined for {sop_class}"
     return None

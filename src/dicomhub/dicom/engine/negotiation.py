@@ -39,9 +39,10 @@ def supported_contexts() -> list[PresentationContext]:
         context = PresentationContext()
         context.abstract_syntax = entry.uid
         context.transfer_syntax = list(entry.transfer_syntaxes)
-        if entry.service is Service.STORAGE:
+        if entry.service in {Service.STORAGE, Service.STORAGE_COMMITMENT}:
             # SCP/SCU role selection accepted: a C-GET requestor receives its sub-operations
-            # on the same association, where dicomhub is the storage SCU.
+            # on the same association, where dicomhub is the storage SCU; a storage
+            # commitment requester that takes the SCP role gets its report on it.
             context.scu_role = True
             context.scp_role = True
         contexts.append(context)
