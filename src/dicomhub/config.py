@@ -314,6 +314,43 @@ class Settings(BaseSettings):
         "attributes, status rules and attributes N-SET may not change are checked either way.",
     )
 
+    print_printer_name: str = Field(
+        "DICOMHUB",
+        max_length=64,
+        description="Printer Name (2110,0030) the Printer SOP instance reports to print SCUs.",
+    )
+    print_manufacturer: str = Field(
+        "dicomhub", max_length=64, description="Manufacturer the Printer SOP instance reports."
+    )
+    print_model_name: str = Field(
+        "dicomhub print-to-archive",
+        max_length=64,
+        description="Manufacturer's Model Name the Printer SOP instance reports.",
+    )
+    print_serial_number: str = Field(
+        "", max_length=64, description="Device Serial Number the Printer SOP instance reports."
+    )
+    print_to_archive: bool = Field(
+        True,
+        description="Compose every printed film and store it as a Secondary Capture image "
+        "(and a PNG in data_dir/print).",
+    )
+    print_film_dpi: int = Field(
+        100, ge=25, le=600, description="Resolution, in dots per inch, of archived films."
+    )
+    print_study_rule: Literal["images", "session"] = Field(
+        "images",
+        description="Study of an archived film: 'images' (the printed images' study when "
+        "dicomhub holds them, else a print study) or 'session' (always a print study per "
+        "calling AE and day).",
+    )
+    print_max_copies: int = Field(
+        99,
+        ge=1,
+        le=9999,
+        description="Largest Number Of Copies a Basic Film Session may ask for (more: 0x0106).",
+    )
+
     hl7_port: int | None = Field(
         None,
         ge=0,

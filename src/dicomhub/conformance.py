@@ -69,6 +69,30 @@ PATIENT_ROOT = {PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET}
 STORAGE_COMMITMENT_PUSH = UID("1.2.840.10008.1.20.1")
 MODALITY_PERFORMED_PROCEDURE_STEP = UID("1.2.840.10008.3.1.2.3.3")
 MODALITY_WORKLIST_FIND = UID("1.2.840.10008.5.1.4.31")
+BASIC_FILM_SESSION = UID("1.2.840.10008.5.1.1.1")
+BASIC_FILM_BOX = UID("1.2.840.10008.5.1.1.2")
+BASIC_GRAYSCALE_IMAGE_BOX = UID("1.2.840.10008.5.1.1.4")
+BASIC_COLOR_IMAGE_BOX = UID("1.2.840.10008.5.1.1.4.1")
+BASIC_GRAYSCALE_PRINT_META = UID("1.2.840.10008.5.1.1.9")
+PRINT_JOB = UID("1.2.840.10008.5.1.1.14")
+BASIC_ANNOTATION_BOX = UID("1.2.840.10008.5.1.1.15")
+PRINTER = UID("1.2.840.10008.5.1.1.16")
+BASIC_COLOR_PRINT_META = UID("1.2.840.10008.5.1.1.18")
+PRESENTATION_LUT = UID("1.2.840.10008.5.1.1.23")
+PRINT_OPTIONAL = frozenset({PRINT_JOB, BASIC_ANNOTATION_BOX, PRESENTATION_LUT})
+"""Optional Print Management SOP classes (PS3.4 H.3): negotiated as their own contexts;
+dicomhub also accepts them on a meta SOP class context, as some print SCUs send them there."""
+META_MEMBERS: dict[UID, frozenset[UID]] = {
+    BASIC_GRAYSCALE_PRINT_META: frozenset(
+        {BASIC_FILM_SESSION, BASIC_FILM_BOX, BASIC_GRAYSCALE_IMAGE_BOX, PRINTER}
+    )
+    | PRINT_OPTIONAL,
+    BASIC_COLOR_PRINT_META: frozenset(
+        {BASIC_FILM_SESSION, BASIC_FILM_BOX, BASIC_COLOR_IMAGE_BOX, PRINTER}
+    )
+    | PRINT_OPTIONAL,
+}
+"""The SOP classes whose commands a meta SOP class context carries (PS3.4 H.3)."""
 
 REGISTRY: tuple[SOPClassSupport, ...] = (
     SOPClassSupport(VERIFICATION, VERIFICATION.name, Service.VERIFICATION, "SCP", UNCOMPRESSED),
@@ -99,6 +123,17 @@ REGISTRY: tuple[SOPClassSupport, ...] = (
         "SCP",
         UNCOMPRESSED,
     ),
+    *(
+        SOPClassSupport(uid, uid.name, Service.PRINT, "SCP", UNCOMPRESSED)
+        for uid in (
+            BASIC_GRAYSCALE_PRINT_META,
+            BASIC_COLOR_PRINT_META,
+            PRINTER,
+            PRESENTATION_LUT,
+            BASIC_ANNOTATION_BOX,
+            PRINT_JOB,
+        )
+    ),
     *_storage_classes(),
 )
 
@@ -114,6 +149,12 @@ def service_of(sop_class_uid: str) -> Service | None:
         if entry.uid == sop_class_uid and entry.role == "SCP":
             return entry.service
     return None
+
+
+def command_sop_classes(abstract_syntax: str) -> frozenset[str]:
+    """The SOP classes a command may name on a context of ``abstract_syntax``: the class
+    itself, or the member classes of a meta SOP class."""
+    return META_MEMBERS.get(UID(abstract_syntax), frozenset()) | {abstract_syntax}
 
 
 def render_conformance() -> str:
@@ -237,6 +278,27 @@ def render_conformance() -> str:
         " match on Scheduled Station AE Title gets only the items scheduled for the calling AE"
         " title or for no station (`always`: every query; `never`: no restriction).  Pending"
         " responses have status 0xFF00; C-CANCEL ends the query with 0xFE00.",
+        "",
+        "## Print Management",
+        "",
+        "SCP on the asyncio engine (PS3.4 H).  A Basic Grayscale or Basic Color Print"
+        " Management Meta SOP class context carries the commands of its member classes (Basic"
+        " Film Session, Basic Film Box, the Image Box of its color, Printer) and also of"
+        " Presentation LUT, Basic Annotation Box and Print Job, which are accepted on their own"
+        " contexts too.  Film Session N-CREATE, N-SET, N-ACTION, N-DELETE; Film Box N-CREATE"
+        " (one Referenced Image Box item per cell of STANDARD, ROW, COL, SLIDE or SUPERSLIDE;"
+        " one annotation box when an Annotation Display Format ID is given), N-SET (Image"
+        " Display Format, Film Orientation and Film Size ID may not change), N-ACTION,"
+        " N-DELETE; Image Box and Annotation Box N-SET; Presentation LUT N-CREATE, N-DELETE;"
+        " Printer N-GET (instance 1.2.840.10008.5.1.1.17, status NORMAL); Print Job N-GET."
+        "  SOP Instance UIDs are assigned when absent and returned; an N-CREATE without data"
+        " set is accepted.  Values are checked against PS3.3 C.13: 0x0106 (with the attribute"
+        " as Attribute List), 0x0120, 0x0121; unknown instance 0x0112; existing UID 0x0111;"
+        " Action Type other than 1: 0x0123; an operation the class does not define: 0x0211."
+        "  Printing a session without film box: 0xC600; printing with no image set: warning"
+        " 0xB602 (session) or 0xB603 (film box); the N-ACTION response carries the Referenced"
+        " Print Job Sequence.  Sessions, boxes (pixel data included) and print jobs are kept"
+        " in the index; a film session is removed by N-DELETE only.",
         "",
         "## Storage SCU",
         "",

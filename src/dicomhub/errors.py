@@ -211,6 +211,38 @@ class NoSuchWorklistItem(DicomhubError):
     summary = "failure: no such worklist item"
 
 
+class UnrecognizedOperation(DicomhubError):
+    """A DIMSE operation the SOP class named does not define (e.g. N-DELETE of an image box)."""
+
+    dimse_status = 0x0211
+    http_status = 405
+    summary = "failure: unrecognized operation"
+
+
+class NoSuchActionType(DicomhubError):
+    """An N-ACTION with an Action Type ID the SOP class does not define."""
+
+    dimse_status = 0x0123
+    http_status = 400
+    summary = "failure: no such action type"
+
+
+class FilmSessionEmpty(DicomhubError):
+    """A Film Session print (N-ACTION) when the session holds no Film Box (PS3.4 H.4.1.2.4)."""
+
+    dimse_status = 0xC600
+    http_status = 409
+    summary = "failure: film session has no film box"
+
+
+class PrintJobFailed(DicomhubError):
+    """A print job could not be created or its films could not be composed."""
+
+    dimse_status = 0xC602
+    http_status = 500
+    summary = "failure: unable to create print job"
+
+
 OUTCOMES: tuple[type[DicomhubError], ...] = (
     OutOfResources,
     DataSetDoesNotMatchSOPClass,
@@ -233,5 +265,9 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     ProcedureStepFinal,
     InvalidWorklistItem,
     NoSuchWorklistItem,
+    UnrecognizedOperation,
+    NoSuchActionType,
+    FilmSessionEmpty,
+    PrintJobFailed,
 )
 """Every outcome class, in the order the conformance statement lists them."""

@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from dicomhub.dicom.mpps_forwarding import MppsEnqueuer
 from dicomhub.dicom.services.echo import EchoService
 from dicomhub.dicom.services.mpps import MppsService
+from dicomhub.dicom.services.print import PrintService
 from dicomhub.dicom.services.query import QueryService
 from dicomhub.dicom.services.retrieve import RetrieveService
 from dicomhub.dicom.services.storage_commitment import StorageCommitmentService
 from dicomhub.dicom.services.store import StoreService
 from dicomhub.dicom.services.worklist import WorklistService
 from dicomhub.index.mpps import MppsRepository
+from dicomhub.index.print_jobs import PrintRepository
 from dicomhub.index.retrieve import RetrieveLocator
 from dicomhub.index.worklist import WorklistRepository
 from dicomhub.index.worklist_query import WorklistFinder
+from dicomhub.print_archive import PrintArchiver
 from dicomhub.runtime import Runtime
 
 
@@ -30,6 +33,7 @@ class Services:
     storage_commitment: StorageCommitmentService
     mpps: MppsService
     worklist: WorklistService
+    print_management: PrintService
 
 
 def storage_commitment(runtime: Runtime) -> StorageCommitmentService:
@@ -55,6 +59,13 @@ def mpps_repository(runtime: Runtime) -> MppsRepository:
     return repository
 
 
+def print_archiver(runtime: Runtime) -> PrintArchiver | None:
+    """The print service's print-to-archive hook, unless switched off."""
+    if not runtime.settings.print_to_archive:
+        return None
+    return PrintArchiver(runtime.settings, runtime.ingest, runtime.repository, runtime.finder)
+
+
 def build_services(runtime: Runtime) -> Services:
     """Bind every service to its dependencies."""
     return Services(
@@ -75,5 +86,11 @@ def build_services(runtime: Runtime) -> Services:
             WorklistFinder(runtime.db, case_insensitive_pn=runtime.settings.case_insensitive_pn),
             runtime.access,
             runtime.settings,
+        ),
+        print_management=PrintService(
+            PrintRepository(runtime.db),
+            runtime.access,
+            runtime.settings,
+            compose=print_archiver(runtime),
         ),
     )

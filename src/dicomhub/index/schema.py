@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -306,6 +307,53 @@ mpps_events = Table(
     Column("changes", JSON, nullable=False),
     Column("calling_ae_title", String(16), nullable=False, server_default=""),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+print_objects = Table(
+    "print_objects",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # Basic Film Session, Basic Film Box, Basic Grayscale/Color Image Box, Basic Annotation
+    # Box or Presentation LUT instances (PS3.4 H), managed by the Print Management SCP.
+    Column("kind", String(32), nullable=False),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False, unique=True),
+    # Film box -> film session, image and annotation box -> film box.
+    Column(
+        "parent_fk",
+        BigId,
+        ForeignKey("print_objects.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    # Image Box Position / Annotation Position (1-based) within the film box.
+    Column("position", Integer, nullable=False, server_default="0"),
+    # The instance's attributes as a DICOM data set (Explicit VR Little Endian), pixel data
+    # of an image box included.
+    Column("attributes", LargeBinary, nullable=False),
+    Column("calling_ae_title", String(16), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+print_jobs = Table(
+    "print_jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The Print Job SOP Instance UID returned in the N-ACTION response.
+    Column("sop_instance_uid", String(64), nullable=False, unique=True),
+    Column("film_session_uid", String(64), nullable=False, server_default=""),
+    Column("film_box_uids", JSON, nullable=False),
+    # PENDING, PRINTING, DONE or FAILURE (Execution Status, PS3.3 C.13.8)
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("number_of_copies", Integer, nullable=False, server_default="1"),
+    Column("print_priority", String(16), nullable=False, server_default=""),
+    # Image Display Format of each film box, in print order.
+    Column("layout", JSON, nullable=False),
+    Column("calling_ae_title", String(16), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
 )
 
 LEVEL_TABLES: dict[Level, Table] = {

@@ -23,7 +23,12 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from dicomhub.config import Service
-from dicomhub.conformance import MODALITY_WORKLIST_FIND, PATIENT_ROOT, service_of
+from dicomhub.conformance import (
+    MODALITY_WORKLIST_FIND,
+    PATIENT_ROOT,
+    command_sop_classes,
+    service_of,
+)
 from dicomhub.dicom.bindings import Services
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
@@ -39,6 +44,7 @@ from dicomhub.dicom.engine.negotiation import (
 )
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.dicom.sending import SubOperation, prepare
+from dicomhub.dicom.services.print import PrintRequest
 from dicomhub.dicom.services.retrieve import RetrieveResponse
 from dicomhub.dicom.services.storage_commitment import (
     STORAGE_COMMITMENT,
@@ -453,6 +459,9 @@ class Association:
             cmd.N_CREATE_RQ: self._n_create,
             cmd.N_SET_RQ: self._n_set,
         }
+        if service_of(message.context.abstract_syntax) is Service.PRINT:
+            await self._n_print(message)
+            return
         await handlers[int(field_ or 0)](message)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -675,6 +684,57 @@ class Association:
             await self._refuse(message, cmd.N_SET_RSP, exc)
             return
         await self._respond(message, cmd.N_SET_RSP, 0x0000)
+
+    async def _n_print(self, message: Message) -> None:
+        """N-CREATE, N-SET, N-ACTION, N-DELETE or N-GET of Print Management (``services.print``)."""
+        command = message.command
+        field_ = int(command.get("CommandField") or 0)
+        identifiers = bytes(command.get("AttributeIdentifierList") or b"")
+        request = PrintRequest(
+            operation=_N_OPERATIONS[field_],
+            sop_class_uid=str(
+                command.get("AffectedSOPClassUID") or command.get("RequestedSOPClassUID") or ""
+            ),
+            sop_instance_uid=str(
+                command.get("AffectedSOPInstanceUID")
+                or command.get("RequestedSOPInstanceUID")
+                or ""
+            )
+            or None,
+            context_sop_class_uid=str(message.context.abstract_syntax),
+            action_type_id=command.get("ActionTypeID"),
+            attribute_identifiers=[
+                int.from_bytes(identifiers[i : i + 2], "little") << 16
+                | int.from_bytes(identifiers[i + 2 : i + 4], "little")
+                for i in range(0, len(identifiers) - 3, 4)
+            ],
+        )
+        try:
+            request.data = self._identifier(message) if message.data else None
+            result = await self._run(
+                self.engine.services.print_management.handle, self.info, request
+            )
+        except DicomhubError as exc:
+            LOG.warning(
+                "%s %s from %s refused: 0x%04X %s",
+                request.operation,
+                request.sop_instance_uid or "(SOP Instance UID to assign)",
+                self.info,
+                exc.dimse_status,
+                exc,
+            )
+            await self._refuse(message, field_ | 0x8000, exc)
+            return
+        if result.sop_instance_uid:
+            command["AffectedSOPInstanceUID"] = result.sop_instance_uid
+        await self._respond(
+            message,
+            field_ | 0x8000,
+            result.status,
+            result.comment or None,
+            data=self._encode(message, result.data),
+            ActionTypeID=request.action_type_id if field_ == cmd.N_ACTION_RQ else None,
+        )
 
     async def _refuse(self, message: Message, response_field: int, exc: DicomhubError) -> None:
         """A failure response with the error's Error ID and Attribute List, when it has them."""
@@ -967,19 +1027,28 @@ class Association:
         await self.writer.drain()
 
 
-_COMMAND_SERVICES = {
-    cmd.C_ECHO_RQ: Service.VERIFICATION,
-    cmd.C_STORE_RQ: Service.STORAGE,
-    cmd.C_FIND_RQ: Service.QUERY,
-    cmd.C_MOVE_RQ: Service.RETRIEVE,
-    cmd.C_GET_RQ: Service.RETRIEVE,
-    cmd.N_ACTION_RQ: Service.STORAGE_COMMITMENT,
-    cmd.N_EVENT_REPORT_RQ: Service.STORAGE_COMMITMENT,
-    cmd.N_CREATE_RQ: Service.MPPS,
-    cmd.N_SET_RQ: Service.MPPS,
+_COMMAND_SERVICES: dict[int, frozenset[Service]] = {
+    cmd.C_ECHO_RQ: frozenset({Service.VERIFICATION}),
+    cmd.C_STORE_RQ: frozenset({Service.STORAGE}),
+    cmd.C_FIND_RQ: frozenset({Service.QUERY, Service.WORKLIST}),
+    cmd.C_MOVE_RQ: frozenset({Service.RETRIEVE}),
+    cmd.C_GET_RQ: frozenset({Service.RETRIEVE}),
+    cmd.N_ACTION_RQ: frozenset({Service.STORAGE_COMMITMENT, Service.PRINT}),
+    cmd.N_EVENT_REPORT_RQ: frozenset({Service.STORAGE_COMMITMENT}),
+    cmd.N_CREATE_RQ: frozenset({Service.MPPS, Service.PRINT}),
+    cmd.N_SET_RQ: frozenset({Service.MPPS, Service.PRINT}),
+    cmd.N_GET_RQ: frozenset({Service.PRINT}),
+    cmd.N_DELETE_RQ: frozenset({Service.PRINT}),
 }
-_ALSO_SERVED = {cmd.C_FIND_RQ: Service.WORKLIST}
-"""Commands also defined for a second service's SOP classes (C-FIND: Modality Worklist)."""
+"""The services whose SOP classes define each command; the context's service picks the
+handler (N-CREATE: MPPS or Print Management, ...)."""
+_N_OPERATIONS = {
+    cmd.N_CREATE_RQ: "N-CREATE",
+    cmd.N_SET_RQ: "N-SET",
+    cmd.N_ACTION_RQ: "N-ACTION",
+    cmd.N_DELETE_RQ: "N-DELETE",
+    cmd.N_GET_RQ: "N-GET",
+}
 
 
 @dataclass(frozen=True)
@@ -1014,9 +1083,8 @@ def _command_refusal(message: Message) -> tuple[int, str] | None:
     sop_class = message.command.get("AffectedSOPClassUID") or message.command.get(
         "RequestedSOPClassUID"
     )
-    if sop_class != message.context.abstract_syntax:
+    if sop_class not in command_sop_classes(message.context.abstract_syntax):
         return 0x0122, f"SOP class {sop_class} is not the presentation context's"
-    service = service_of(message.context.abstract_syntax)
-    if service is not _COMMAND_SERVICES[field_] and service is not _ALSO_SERVED.get(field_):
+    if service_of(message.context.abstract_syntax) not in _COMMAND_SERVICES[field_]:
         return 0x0211, f"operation 0x{field_:04X} is not defined for {sop_class}"
     return None

@@ -1,0 +1,727 @@
+"""Print Management Service Class SCP (PS3.4 H): dicomhub as a film printer.
+
+The SCU builds a film session hierarchy and prints it:
+
+- Basic Film Session: N-CREATE, N-SET, N-ACTION (print every film box), N-DELETE;
+- Basic Film Box: N-CREATE (the SCP creates one image box per cell of the Image Display
+  Format and, with an Annotation Display Format ID, the annotation boxes, and returns them in
+  Referenced Image Box / Basic Annotation Box Sequences), N-SET, N-ACTION (print), N-DELETE;
+- Basic Grayscale / Color Image Box and Basic Annotation Box: N-SET;
+- Presentation LUT: N-CREATE, N-DELETE;
+- Printer: N-GET (status and identity, from the settings ``print_*``);
+- Print Job: N-GET of a job an N-ACTION created.
+
+Values are checked against PS3.3 C.13 (0x0106 with the offending attribute as the Attribute
+List; 0x0120 / 0x0121 when a required one is absent or empty).  Warnings: 0xB602 (session
+printed with no image), 0xB603 (film box printed with no image).  Failures: 0xC600 (session
+printed without film box), 0xC602 (the print hook failed), 0x0112 (unknown instance), 0x0111
+(N-CREATE of an existing UID), 0x0123 (action type other than 1), 0x0211 (an operation the
+SOP class does not define).
+
+Every instance lives in the database (``index.print_jobs``), so any dicomhub process sharing it
+serves the session.  A print records a print job and hands each film box, as a ``FilmJob``, to
+the ``compose`` hook (print-to-archive), when one is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+from pynetdicom.dsutils import decode, encode
+
+from dicomhub import __version__
+from dicomhub.config import Service, Settings
+from dicomhub.conformance import (
+    BASIC_ANNOTATION_BOX,
+    BASIC_COLOR_IMAGE_BOX,
+    BASIC_COLOR_PRINT_META,
+    BASIC_FILM_BOX,
+    BASIC_FILM_SESSION,
+    BASIC_GRAYSCALE_IMAGE_BOX,
+    PRESENTATION_LUT,
+    PRINT_JOB,
+    PRINTER,
+)
+from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.errors import (
+    CannotUnderstand,
+    FilmSessionEmpty,
+    InvalidAttributeValue,
+    InvalidSOPInstance,
+    MissingAttribute,
+    MissingAttributeValue,
+    NoSuchActionType,
+    NoSuchInstance,
+    PrintJobFailed,
+    UnrecognizedOperation,
+)
+from dicomhub.header import is_valid_uid
+from dicomhub.index.print_jobs import (
+    ExecutionStatus,
+    FilmJob,
+    NewObject,
+    PrintKind,
+    PrintObject,
+    PrintRepository,
+)
+
+LOG = logging.getLogger("dicomhub.dicom")
+PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
+"""The well-known Printer SOP Instance UID (PS3.4 H.4.6)."""
+ANNOTATION_BOXES = 1
+"""Annotation boxes created for a film box with an Annotation Display Format ID."""
+MAX_CELLS = 100
+"""Largest number of image boxes one film box may hold."""
+
+WARNING_SESSION_EMPTY_PAGE = 0xB602
+WARNING_FILM_BOX_EMPTY_PAGE = 0xB603
+
+_KIND_OF_CLASS: dict[str, PrintKind] = {
+    BASIC_FILM_SESSION: PrintKind.FILM_SESSION,
+    BASIC_FILM_BOX: PrintKind.FILM_BOX,
+    BASIC_GRAYSCALE_IMAGE_BOX: PrintKind.IMAGE_BOX,
+    BASIC_COLOR_IMAGE_BOX: PrintKind.IMAGE_BOX,
+    BASIC_ANNOTATION_BOX: PrintKind.ANNOTATION_BOX,
+    PRESENTATION_LUT: PrintKind.PRESENTATION_LUT,
+}
+
+
+@dataclass
+class PrintRequest:
+    """One N-CREATE, N-SET, N-ACTION, N-DELETE or N-GET, independent of the network engine."""
+
+    operation: str
+    """"N-CREATE", "N-SET", "N-ACTION", "N-DELETE" or "N-GET"."""
+    sop_class_uid: str
+    sop_instance_uid: str | None
+    context_sop_class_uid: str
+    """The presentation context's abstract syntax (a meta SOP class, or the class itself)."""
+    data: Dataset | None = None
+    action_type_id: int | None = None
+    attribute_identifiers: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PrintResult:
+    """Status, the SOP Instance UID (assigned by N-CREATE) and the response data set."""
+
+    sop_instance_uid: str | None
+    data: Dataset | None = None
+    status: int = 0x0000
+    comment: str = ""
+
+
+# Values of PS3.3 C.13 -------------------------------------------------------------------------
+
+
+def _one_of(*values: str) -> Callable[[str], bool]:
+    return lambda v: v in values
+
+
+def _integer(low: int, high: int) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            return low <= int(value) <= high
+        except ValueError:
+            return False
+
+    return check
+
+
+def _density(value: str) -> bool:
+    return value in ("BLACK", "WHITE") or value.isdigit()
+
+
+def _destination(value: str) -> bool:
+    return value in ("MAGAZINE", "PROCESSOR") or re.fullmatch(r"BIN_\d+", value) is not None
+
+
+def _any(value: str) -> bool:
+    return True
+
+
+FILM_SESSION_VALUES: dict[str, Callable[[str], bool]] = {
+    "PrintPriority": _one_of("HIGH", "MED", "LOW"),
+    "MediumType": _one_of(
+        "PAPER", "CLEAR FILM", "BLUE FILM", "MAMMO CLEAR FILM", "MAMMO BLUE FILM"
+    ),
+    "FilmDestination": _destination,
+    "FilmSessionLabel": _any,
+    "MemoryAllocation": _integer(0, 1 << 31),
+    "OwnerID": _any,
+}
+FILM_SIZES = (
+    "8INX10IN",
+    "8_5INX11IN",
+    "10INX12IN",
+    "10INX14IN",
+    "11INX14IN",
+    "11INX17IN",
+    "14INX14IN",
+    "14INX17IN",
+    "24CMX24CM",
+    "24CMX30CM",
+    "A4",
+    "A3",
+)
+MAGNIFICATION = _one_of("REPLICATE", "BILINEAR", "CUBIC", "NONE")
+FILM_BOX_SETTABLE: dict[str, Callable[[str], bool]] = {
+    "MagnificationType": MAGNIFICATION,
+    "SmoothingType": _any,
+    "BorderDensity": _density,
+    "EmptyImageDensity": _density,
+    "MinDensity": _integer(0, 0xFFFF),
+    "MaxDensity": _integer(0, 0xFFFF),
+    "Trim": _one_of("YES", "NO"),
+    "ConfigurationInformation": _any,
+    "Illumination": _integer(0, 0xFFFF),
+    "ReflectedAmbientLight": _integer(0, 0xFFFF),
+}
+FILM_BOX_VALUES: dict[str, Callable[[str], bool]] = {
+    **FILM_BOX_SETTABLE,
+    "FilmOrientation": _one_of("PORTRAIT", "LANDSCAPE"),
+    "FilmSizeID": _one_of(*FILM_SIZES),
+    "AnnotationDisplayFormatID": _any,
+    "RequestedResolutionID": _one_of("STANDARD", "HIGH"),
+}
+FILM_BOX_CREATE_ONLY = ("ImageDisplayFormat", "FilmOrientation", "FilmSizeID")
+IMAGE_BOX_VALUES: dict[str, Callable[[str], bool]] = {
+    "Polarity": _one_of("NORMAL", "REVERSE"),
+    "MagnificationType": MAGNIFICATION,
+    "SmoothingType": _any,
+    "ConfigurationInformation": _any,
+    "RequestedImageSize": _any,
+    "RequestedDecimateCropBehavior": _one_of("DECIMATE", "CROP", "FAIL"),
+}
+
+
+def _attribute_list(data: Dataset, keyword: str) -> Dataset:
+    offending = Dataset()
+    if keyword in data:
+        offending[keyword] = data[keyword]
+    return offending
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def check_values(data: Dataset, rules: dict[str, Callable[[str], bool]], where: str) -> None:
+    """Every attribute of ``rules`` present in ``data`` has a valid value (0x0106 otherwise)."""
+    for keyword, valid in rules.items():
+        if keyword not in data or data[keyword].is_empty:
+            continue
+        value = _text(data[keyword].value)
+        if not valid(value):
+            raise InvalidAttributeValue(
+                f"{where} {keyword} {value[:20]!r} invalid", _attribute_list(data, keyword)
+            )
+
+
+def check_copies(data: Dataset, maximum: int) -> None:
+    """Number Of Copies: a positive integer up to ``print_max_copies``."""
+    if "NumberOfCopies" in data and not data["NumberOfCopies"].is_empty:
+        value = _text(data.NumberOfCopies)
+        if not _integer(1, maximum)(value):
+            raise InvalidAttributeValue(
+                f"NumberOfCopies {value[:10]!r} not in 1..{maximum}",
+                _attribute_list(data, "NumberOfCopies"),
+            )
+
+
+def image_display_cells(value: str) -> int:
+    """The number of image boxes of an Image Display Format (PS3.3 C.13.5.1)."""
+    parts = value.split("\\")
+    kind = parts[0].strip().upper()
+    try:
+        numbers = [int(n) for n in ",".join(parts[1:]).split(",")] if len(parts) > 1 else []
+    except ValueError:
+        raise ValueError(f"ImageDisplayFormat {value!r} has a non-numeric size") from None
+    if any(n < 1 for n in numbers):
+        raise ValueError(f"ImageDisplayFormat {value!r} has an empty row or column")
+    if kind == "STANDARD" and len(numbers) == 2:
+        cells = numbers[0] * numbers[1]
+    elif kind in ("ROW", "COL") and numbers:
+        cells = sum(numbers)
+    elif kind == "SLIDE" and not numbers:
+        cells = 35
+    elif kind == "SUPERSLIDE" and not numbers:
+        cells = 40
+    else:
+        raise ValueError(f"ImageDisplayFormat {value!r} is not supported")
+    if cells > MAX_CELLS:
+        raise ValueError(f"ImageDisplayFormat {value!r} has more than {MAX_CELLS} cells")
+    return cells
+
+
+def _require(data: Dataset, keyword: str, where: str) -> Any:
+    if keyword not in data:
+        raise MissingAttribute(f"{where} {keyword} missing")
+    if data[keyword].is_empty:
+        raise MissingAttributeValue(f"{where} {keyword} is empty")
+    return data[keyword].value
+
+
+def check_image(item: Dataset, color: bool) -> None:
+    """The Image Pixel module of a Basic Grayscale / Color Image Sequence item (C.13.5)."""
+    where = "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
+    expected: dict[str, Callable[[str], bool]] = {
+        "SamplesPerPixel": _one_of("3") if color else _one_of("1"),
+        "PhotometricInterpretation": _one_of("RGB")
+        if color
+        else _one_of("MONOCHROME1", "MONOCHROME2"),
+        "BitsAllocated": _one_of("8") if color else _one_of("8", "16"),
+        "BitsStored": _one_of("8") if color else _one_of("8", "12", "16"),
+        "HighBit": _one_of("7") if color else _one_of("7", "11", "15"),
+        "PixelRepresentation": _one_of("0"),
+        "Rows": _integer(1, 0xFFFF),
+        "Columns": _integer(1, 0xFFFF),
+    }
+    for keyword in expected:
+        _require(item, keyword, where)
+    check_values(item, expected, where)
+    if color:
+        _require(item, "PlanarConfiguration", where)
+        check_values(item, {"PlanarConfiguration": _one_of("0", "1")}, where)
+    pixels = _require(item, "PixelData", where)
+    samples = 3 if color else 1
+    needed = int(item.Rows) * int(item.Columns) * samples * (int(item.BitsAllocated) // 8)
+    if len(pixels) < needed:
+        raise InvalidAttributeValue(
+            f"{where} PixelData has {len(pixels)} bytes, {needed} needed",
+            Dataset(),
+        )
+
+
+def to_bytes(data: Dataset) -> bytes:
+    """A data set as Explicit VR Little Endian bytes, the way ``print_objects`` keeps it."""
+    encoded = encode(data, False, True)
+    if encoded is None:
+        raise CannotUnderstand("the data set cannot be encoded")
+    return bytes(encoded)
+
+
+def from_bytes(data: bytes) -> Dataset:
+    """A data set kept by ``to_bytes``."""
+    from io import BytesIO
+
+    return decode(BytesIO(data), False, True) if data else Dataset()
+
+
+def _merge(target: Dataset, changes: Dataset) -> Dataset:
+    for element in changes:
+        if element.tag.element != 0:
+            target[element.tag] = element
+    return target
+
+
+class PrintService:
+    """The Print Management SCP: one method per DIMSE-N operation of PS3.4 H."""
+
+    def __init__(
+        self,
+        repository: PrintRepository,
+        access: AccessPolicy,
+        settings: Settings,
+        compose: Callable[[FilmJob], None] | None = None,
+    ) -> None:
+        self.repository = repository
+        self.access = access
+        self.settings = settings
+        self.compose = compose
+        """Called for every film box printed (print-to-archive); None: the job is recorded."""
+
+    def handle(self, association: AssociationInfo, request: PrintRequest) -> PrintResult:
+        """Run one request; a ``DicomhubError`` is a failure status."""
+        self.access.check_service(association, Service.PRINT)
+        handler = self._handlers().get((request.operation, request.sop_class_uid))
+        if handler is None:
+            raise UnrecognizedOperation(
+                f"{request.operation} is not defined for {request.sop_class_uid}"
+            )
+        result = handler(association, request)
+        LOG.info(
+            "%s %s %s from %s: 0x%04X",
+            request.operation,
+            _KIND_OF_CLASS.get(request.sop_class_uid, request.sop_class_uid),
+            result.sop_instance_uid,
+            association,
+            result.status,
+        )
+        return result
+
+    def _handlers(
+        self,
+    ) -> dict[tuple[str, str], Callable[[AssociationInfo, PrintRequest], PrintResult]]:
+        return {
+            ("N-CREATE", BASIC_FILM_SESSION): self._create_film_session,
+            ("N-CREATE", BASIC_FILM_BOX): self._create_film_box,
+            ("N-CREATE", PRESENTATION_LUT): self._create_presentation_lut,
+            ("N-SET", BASIC_FILM_SESSION): self._set_film_session,
+            ("N-SET", BASIC_FILM_BOX): self._set_film_box,
+            ("N-SET", BASIC_GRAYSCALE_IMAGE_BOX): self._set_image_box,
+            ("N-SET", BASIC_COLOR_IMAGE_BOX): self._set_image_box,
+            ("N-SET", BASIC_ANNOTATION_BOX): self._set_annotation_box,
+            ("N-ACTION", BASIC_FILM_SESSION): self._print,
+            ("N-ACTION", BASIC_FILM_BOX): self._print,
+            ("N-DELETE", BASIC_FILM_SESSION): self._delete,
+            ("N-DELETE", BASIC_FILM_BOX): self._delete,
+            ("N-DELETE", PRESENTATION_LUT): self._delete,
+            ("N-GET", PRINTER): self._get_printer,
+            ("N-GET", PRINT_JOB): self._get_print_job,
+        }
+
+    # Helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_uid(request: PrintRequest) -> str:
+        uid = _text(request.sop_instance_uid)
+        if not uid:
+            return str(generate_uid())
+        if not is_valid_uid(uid):
+            raise InvalidSOPInstance(f"Affected SOP Instance UID {uid[:64]!r} is not a UID")
+        return uid
+
+    def _instance(self, request: PrintRequest) -> PrintObject:
+        uid = _text(request.sop_instance_uid)
+        found = self.repository.get(uid) if uid else None
+        if found is None or found.sop_class_uid != request.sop_class_uid:
+            raise NoSuchInstance(f"no {request.sop_class_uid} instance {uid[:64]}")
+        return found
+
+    # Basic Film Session -----------------------------------------------------------------------
+
+    def _create_film_session(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        data = request.data or Dataset()
+        check_copies(data, self.settings.print_max_copies)
+        check_values(data, FILM_SESSION_VALUES, "Film Session")
+        uid = self._new_uid(request)
+        self.repository.create(
+            PrintKind.FILM_SESSION,
+            BASIC_FILM_SESSION,
+            uid,
+            to_bytes(data),
+            calling_ae_title=info.calling_ae_title,
+        )
+        return PrintResult(uid, data if len(data) else None)
+
+    def _set_film_session(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        session = self._instance(request)
+        data = request.data or Dataset()
+        check_copies(data, self.settings.print_max_copies)
+        check_values(data, FILM_SESSION_VALUES, "Film Session")
+        merged = _merge(from_bytes(session.attributes), data)
+        self.repository.update(session.id, to_bytes(merged))
+        return PrintResult(session.sop_instance_uid)
+
+    # Basic Film Box ---------------------------------------------------------------------------
+
+    def _create_film_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        data = request.data or Dataset()
+        display = _text(_require(data, "ImageDisplayFormat", "Film Box"))
+        try:
+            cells = image_display_cells(display)
+        except ValueError as exc:
+            raise InvalidAttributeValue(
+                str(exc)[:64], _attribute_list(data, "ImageDisplayFormat")
+            ) from None
+        check_values(data, FILM_BOX_VALUES, "Film Box")
+        references = _require(data, "ReferencedFilmSessionSequence", "Film Box")
+        session_uid = _text(references[0].get("ReferencedSOPInstanceUID"))
+        session = self.repository.get(session_uid) if session_uid else None
+        if session is None or session.kind is not PrintKind.FILM_SESSION:
+            raise InvalidAttributeValue(
+                f"Referenced Film Session {session_uid[:40]} unknown",
+                _attribute_list(data, "ReferencedFilmSessionSequence"),
+            )
+        self._check_lut_reference(data)
+        uid = self._new_uid(request)
+        color = request.context_sop_class_uid == BASIC_COLOR_PRINT_META
+        image_class = BASIC_COLOR_IMAGE_BOX if color else BASIC_GRAYSCALE_IMAGE_BOX
+        children = []
+        image_boxes = Sequence()
+        for position in range(1, cells + 1):
+            box = Dataset()
+            box.ImageBoxPosition = position
+            child = NewObject(
+                PrintKind.IMAGE_BOX, image_class, str(generate_uid()), position, to_bytes(box)
+            )
+            children.append(child)
+            reference = Dataset()
+            reference.ReferencedSOPClassUID = image_class
+            reference.ReferencedSOPInstanceUID = child.sop_instance_uid
+            image_boxes.append(reference)
+        response = Dataset()
+        response.update(data)
+        response.ReferencedImageBoxSequence = image_boxes
+        if _text(data.get("AnnotationDisplayFormatID")):
+            annotations = Sequence()
+            for position in range(1, ANNOTATION_BOXES + 1):
+                box = Dataset()
+                box.AnnotationPosition = position
+                child = NewObject(
+                    PrintKind.ANNOTATION_BOX,
+                    BASIC_ANNOTATION_BOX,
+                    str(generate_uid()),
+                    position,
+                    to_bytes(box),
+                )
+                children.append(child)
+                reference = Dataset()
+                reference.ReferencedSOPClassUID = BASIC_ANNOTATION_BOX
+                reference.ReferencedSOPInstanceUID = child.sop_instance_uid
+                annotations.append(reference)
+            response.ReferencedBasicAnnotationBoxSequence = annotations
+        self.repository.create(
+            PrintKind.FILM_BOX,
+            BASIC_FILM_BOX,
+            uid,
+            to_bytes(data),
+            calling_ae_title=info.calling_ae_title,
+            parent_id=session.id,
+            children=tuple(children),
+        )
+        return PrintResult(uid, response)
+
+    def _check_lut_reference(self, data: Dataset) -> None:
+        for item in data.get("ReferencedPresentationLUTSequence") or []:
+            lut_uid = _text(item.get("ReferencedSOPInstanceUID"))
+            found = self.repository.get(lut_uid) if lut_uid else None
+            if found is None or found.kind is not PrintKind.PRESENTATION_LUT:
+                raise InvalidAttributeValue(
+                    f"Referenced Presentation LUT {lut_uid[:40]} unknown",
+                    _attribute_list(data, "ReferencedPresentationLUTSequence"),
+                )
+
+    def _set_film_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        box = self._instance(request)
+        data = request.data or Dataset()
+        current = from_bytes(box.attributes)
+        for keyword in FILM_BOX_CREATE_ONLY:
+            if keyword in data and _text(data[keyword].value) != _text(current.get(keyword)):
+                raise InvalidAttributeValue(
+                    f"Film Box {keyword} may not be changed by N-SET",
+                    _attribute_list(data, keyword),
+                )
+        check_values(data, FILM_BOX_SETTABLE, "Film Box")
+        self._check_lut_reference(data)
+        self.repository.update(box.id, to_bytes(_merge(current, data)))
+        return PrintResult(box.sop_instance_uid)
+
+    # Image and annotation boxes ---------------------------------------------------------------
+
+    def _set_image_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        box = self._instance(request)
+        data = request.data or Dataset()
+        color = request.sop_class_uid == BASIC_COLOR_IMAGE_BOX
+        position = _text(_require(data, "ImageBoxPosition", "Image Box"))
+        if position != str(box.position):
+            raise InvalidAttributeValue(
+                f"ImageBoxPosition {position[:8]} is not this box's ({box.position})",
+                _attribute_list(data, "ImageBoxPosition"),
+            )
+        check_values(data, IMAGE_BOX_VALUES, "Image Box")
+        wanted = "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
+        other = "BasicGrayscaleImageSequence" if color else "BasicColorImageSequence"
+        if other in data:
+            raise InvalidAttributeValue(
+                f"{other} on a {'color' if color else 'grayscale'} image box",
+                _attribute_list(data, other),
+            )
+        if wanted not in data:
+            raise MissingAttribute(f"Image Box {wanted} missing")
+        for item in data[wanted].value:
+            check_image(item, color)
+        self._check_lut_reference(data)
+        merged = _merge(from_bytes(box.attributes), data)
+        self.repository.update(box.id, to_bytes(merged))
+        return PrintResult(box.sop_instance_uid)
+
+    def _set_annotation_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        box = self._instance(request)
+        data = request.data or Dataset()
+        position = _text(_require(data, "AnnotationPosition", "Annotation Box"))
+        if position != str(box.position):
+            raise InvalidAttributeValue(
+                f"AnnotationPosition {position[:8]} is not this box's ({box.position})",
+                _attribute_list(data, "AnnotationPosition"),
+            )
+        merged = _merge(from_bytes(box.attributes), data)
+        self.repository.update(box.id, to_bytes(merged))
+        return PrintResult(box.sop_instance_uid)
+
+    # Presentation LUT -------------------------------------------------------------------------
+
+    def _create_presentation_lut(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        data = request.data or Dataset()
+        if "PresentationLUTSequence" not in data:
+            shape = _text(_require(data, "PresentationLUTShape", "Presentation LUT"))
+            if shape not in ("IDENTITY", "LIN OD"):
+                raise InvalidAttributeValue(
+                    f"PresentationLUTShape {shape[:16]!r} invalid",
+                    _attribute_list(data, "PresentationLUTShape"),
+                )
+        uid = self._new_uid(request)
+        self.repository.create(
+            PrintKind.PRESENTATION_LUT,
+            PRESENTATION_LUT,
+            uid,
+            to_bytes(data),
+            calling_ae_title=info.calling_ae_title,
+        )
+        return PrintResult(uid)
+
+    # N-DELETE ---------------------------------------------------------------------------------
+
+    def _delete(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        instance = self._instance(request)
+        self.repository.delete(instance.sop_instance_uid)
+        return PrintResult(instance.sop_instance_uid)
+
+    # N-ACTION print ---------------------------------------------------------------------------
+
+    def _print(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        if request.action_type_id != 1:
+            raise NoSuchActionType(f"Action Type ID {request.action_type_id} is not 1 (print)")
+        target = self._instance(request)
+        if target.kind is PrintKind.FILM_SESSION:
+            session = target
+            boxes = self.repository.children(session.id, PrintKind.FILM_BOX)
+            if not boxes:
+                raise FilmSessionEmpty("Film Session has no Film Box to print")
+            empty_warning = WARNING_SESSION_EMPTY_PAGE
+        else:
+            parent = self.repository.get_by_id(target.parent_id or 0)
+            if parent is None:
+                raise NoSuchInstance(f"Film Box {target.sop_instance_uid} has no film session")
+            session, boxes = parent, [target]
+            empty_warning = WARNING_FILM_BOX_EMPTY_PAGE
+        session_data = from_bytes(session.attributes)
+        films = [self._film_job(info, session_data, box) for box in boxes]
+        copies = int(_text(session_data.get("NumberOfCopies")) or 1)
+        job_uid = str(generate_uid())
+        job = self.repository.record_job(
+            job_uid,
+            film_session_uid=session.sop_instance_uid,
+            film_box_uids=[box.sop_instance_uid for box in boxes],
+            layout=[_text(film.film_box.get("ImageDisplayFormat")) for film in films],
+            number_of_copies=copies,
+            print_priority=_text(session_data.get("PrintPriority")) or "MED",
+            calling_ae_title=info.calling_ae_title,
+        )
+        for film in films:
+            film.print_job_uid = job_uid
+            if self.compose is None:
+                continue
+            try:
+                self.compose(film)
+            except Exception as exc:
+                LOG.exception("print job %s: a film could not be composed", job_uid)
+                self.repository.finish_job(
+                    job.id, ExecutionStatus.FAILURE, f"{type(exc).__name__}: {exc}"[:1000]
+                )
+                raise PrintJobFailed(f"film could not be composed: {type(exc).__name__}") from exc
+        self.repository.finish_job(job.id, ExecutionStatus.DONE)
+        response = Dataset()
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = PRINT_JOB
+        reference.ReferencedSOPInstanceUID = job_uid
+        response.ReferencedPrintJobSequence = [reference]
+        LOG.info(
+            "print job %s from %s: %d film(s) x %d copies (%s)",
+            job_uid,
+            info,
+            len(films),
+            copies,
+            ", ".join(job.layout),
+        )
+        if all(not any(film.image_boxes) for film in films):
+            return PrintResult(
+                target.sop_instance_uid, response, empty_warning, "no image box was set"
+            )
+        return PrintResult(target.sop_instance_uid, response)
+
+    def _film_job(self, info: AssociationInfo, session: Dataset, box: PrintObject) -> FilmJob:
+        film_box = from_bytes(box.attributes)
+        images: list[Dataset | None] = []
+        annotations: list[Dataset] = []
+        color = False
+        for child in self.repository.children(box.id):
+            data = from_bytes(child.attributes)
+            if child.kind is PrintKind.ANNOTATION_BOX:
+                annotations.append(data)
+                continue
+            color = child.sop_class_uid == BASIC_COLOR_IMAGE_BOX
+            sequence = data.get(
+                "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
+            )
+            images.append(data if sequence else None)
+        lut = None
+        for item in film_box.get("ReferencedPresentationLUTSequence") or []:
+            found = self.repository.get(_text(item.get("ReferencedSOPInstanceUID")))
+            if found is not None:
+                lut = from_bytes(found.attributes)
+        return FilmJob(
+            print_job_uid="",
+            film_session=session,
+            film_box=film_box,
+            image_boxes=images,
+            annotations=annotations,
+            presentation_lut=lut,
+            calling_ae_title=info.calling_ae_title,
+            color=color,
+        )
+
+    # N-GET ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _selected(data: Dataset, identifiers: list[int]) -> Dataset:
+        if not identifiers:
+            return data
+        selected = Dataset()
+        for tag in identifiers:
+            if tag in data:
+                selected[tag] = data[tag]
+        return selected
+
+    def _get_printer(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        if _text(request.sop_instance_uid) != PRINTER_INSTANCE:
+            raise NoSuchInstance(f"the Printer SOP Instance UID is {PRINTER_INSTANCE}")
+        settings = self.settings
+        data = Dataset()
+        data.PrinterStatus = "NORMAL"
+        data.PrinterStatusInfo = "NORMAL"
+        data.PrinterName = settings.print_printer_name
+        data.Manufacturer = settings.print_manufacturer
+        data.ManufacturerModelName = settings.print_model_name
+        data.DeviceSerialNumber = settings.print_serial_number
+        data.SoftwareVersions = __version__
+        data.DateOfLastCalibration = ""
+        data.TimeOfLastCalibration = ""
+        return PrintResult(PRINTER_INSTANCE, self._selected(data, request.attribute_identifiers))
+
+    def _get_print_job(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        uid = _text(request.sop_instance_uid)
+        job = self.repository.job(uid) if uid else None
+        if job is None:
+            raise NoSuchInstance(f"no print job {uid[:64]}")
+        created: datetime = job.created_at
+        data = Dataset()
+        data.ExecutionStatus = job.status.value
+        data.ExecutionStatusInfo = (
+            "NORMAL" if job.status is not ExecutionStatus.FAILURE else ("UNKNOWN")
+        )
+        data.PrintPriority = job.print_priority
+        data.CreationDate = created.strftime("%Y%m%d")
+        data.CreationTime = created.strftime("%H%M%S")
+        data.PrinterName = self.settings.print_printer_name
+        data.Originator = job.calling_ae_title
+        return PrintResult(uid, self._selected(data, request.attribute_identifiers))

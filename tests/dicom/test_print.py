@@ -1,0 +1,424 @@
+"""Print Management SCP on the asyncio engine, driven by a scripted pynetdicom Print SCU.
+
+Film Session, Film Box, Image Box, Printer, Presentation LUT and Print Job, the way print
+SCUs in the field use them (no SOP Instance UID, no data set), every refusal with its status,
+and the print job recorded in the index with the film handed to the ``compose`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+
+from dicomhub.conformance import (
+    BASIC_COLOR_IMAGE_BOX,
+    BASIC_COLOR_PRINT_META,
+    BASIC_FILM_BOX,
+    BASIC_FILM_SESSION,
+    BASIC_GRAYSCALE_IMAGE_BOX,
+    BASIC_GRAYSCALE_PRINT_META,
+    PRESENTATION_LUT,
+    PRINT_JOB,
+    PRINTER,
+)
+from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
+from dicomhub.dicom.server import Listener
+from dicomhub.dicom.services.print import PRINTER_INSTANCE, image_display_cells
+from dicomhub.index.print_jobs import ExecutionStatus, FilmJob, PrintRepository
+from tests.dicom.conftest import ServerFactory
+
+GRAY = BASIC_GRAYSCALE_PRINT_META
+
+
+@pytest.fixture
+def engine() -> str:
+    return "asyncio"
+
+
+class PrintScu:
+    """A pynetdicom Print SCU on the grayscale and color meta SOP classes."""
+
+    def __init__(self, server: Listener, *extra: str) -> None:
+        ae = AE(ae_title="CR1")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        for uid in (GRAY, BASIC_COLOR_PRINT_META, *extra):
+            ae.add_requested_context(uid)
+        self.commands: list[Dataset] = []
+        self.assoc = ae.associate(
+            "127.0.0.1",
+            server.port,
+            ae_title="DICOMHUB",
+            evt_handlers=[(evt.EVT_DIMSE_RECV, self._received)],
+        )
+        assert self.assoc.is_established
+
+    def _received(self, event: Any) -> None:
+        self.commands.append(event.message.command_set)
+
+    def _response(self, status: Dataset) -> Dataset:
+        """The whole response command set (pynetdicom returns only the status part)."""
+        assert "Status" in status, "no response"
+        command = self.commands[-1]
+        assert command.Status == status.Status
+        return command
+
+    def create(
+        self, data: Dataset | None, sop_class: str, uid: str | None = None, meta: str | None = GRAY
+    ) -> tuple[Dataset, Dataset | None]:
+        status, reply = self.assoc.send_n_create(data, sop_class, uid, meta_uid=meta)
+        return self._response(status), reply
+
+    def set(
+        self, data: Dataset, sop_class: str, uid: str, meta: str = GRAY
+    ) -> tuple[Dataset, Dataset | None]:
+        status, reply = self.assoc.send_n_set(data, sop_class, uid, meta_uid=meta)
+        return self._response(status), reply
+
+    def action(
+        self, sop_class: str, uid: str, action_type: int = 1, meta: str = GRAY
+    ) -> tuple[Dataset, Dataset | None]:
+        status, reply = self.assoc.send_n_action(None, action_type, sop_class, uid, meta_uid=meta)
+        return self._response(status), reply
+
+    def delete(self, sop_class: str, uid: str, meta: str | None = GRAY) -> Dataset:
+        status: Dataset = self.assoc.send_n_delete(sop_class, uid, meta_uid=meta)
+        return self._response(status)
+
+    def get(
+        self, sop_class: str, uid: str, keys: list[Any] | None = None, meta: str | None = GRAY
+    ) -> tuple[Dataset, Dataset | None]:
+        status, reply = self.assoc.send_n_get(keys or [], sop_class, uid, meta_uid=meta)
+        return self._response(status), reply
+
+    def session(self, **attributes: Any) -> str:
+        data = Dataset()
+        for keyword, value in attributes.items():
+            setattr(data, keyword, value)
+        status, _ = self.create(data if attributes else None, BASIC_FILM_SESSION)
+        assert status.Status == 0x0000
+        return str(status.AffectedSOPInstanceUID)
+
+    def film_box(
+        self, session_uid: str, display: str = "STANDARD\\2,2", meta: str = GRAY, **attributes: Any
+    ) -> tuple[Dataset, Dataset | None]:
+        data = Dataset()
+        data.ImageDisplayFormat = display
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = BASIC_FILM_SESSION
+        reference.ReferencedSOPInstanceUID = session_uid
+        data.ReferencedFilmSessionSequence = [reference]
+        for keyword, value in attributes.items():
+            setattr(data, keyword, value)
+        return self.create(data, BASIC_FILM_BOX, meta=meta)
+
+
+def grayscale_image_box(position: int, rows: int = 4, columns: int = 3) -> Dataset:
+    image = Dataset()
+    image.SamplesPerPixel = 1
+    image.PhotometricInterpretation = "MONOCHROME2"
+    image.Rows = rows
+    image.Columns = columns
+    image.PixelAspectRatio = [1, 1]
+    image.BitsAllocated = 8
+    image.BitsStored = 8
+    image.HighBit = 7
+    image.PixelRepresentation = 0
+    image.PixelData = bytes(range(rows * columns))
+    box = Dataset()
+    box.ImageBoxPosition = position
+    box.Polarity = "NORMAL"
+    box.BasicGrayscaleImageSequence = [image]
+    return box
+
+
+@pytest.fixture
+def printed(server_factory: ServerFactory) -> tuple[Listener, list[FilmJob]]:
+    films: list[FilmJob] = []
+    server = server_factory()
+    assert isinstance(server, AsyncioDicomServer)
+    server.engine.services.print_management.compose = films.append
+    return server, films
+
+
+@pytest.fixture
+def scu(printed: tuple[Listener, list[FilmJob]]) -> Iterator[PrintScu]:
+    client = PrintScu(printed[0], PRESENTATION_LUT, PRINTER, PRINT_JOB)
+    yield client
+    client.assoc.release()
+
+
+def repository(server: Listener) -> PrintRepository:
+    return PrintRepository(server.runtime.db)
+
+
+def test_image_display_format_cells() -> None:
+    assert image_display_cells("STANDARD\\2,2") == 4
+    assert image_display_cells("STANDARD\\3,5") == 15
+    assert image_display_cells("ROW\\2,3,1") == 6
+    assert image_display_cells("COL\\1,2") == 3
+    for bad in ("STANDARD\\2", "STANDARD\\0,2", "CUSTOM\\7", "STANDARD\\a,b"):
+        with pytest.raises(ValueError):
+            image_display_cells(bad)
+
+
+def test_print_a_film_box(scu: PrintScu, printed: tuple[Listener, list[FilmJob]]) -> None:
+    server, films = printed
+    # Film Session without SOP Instance UID and without a data set: the UID is assigned.
+    status, reply = scu.create(None, BASIC_FILM_SESSION)
+    assert status.Status == 0x0000
+    assert status.AffectedSOPClassUID == BASIC_FILM_SESSION
+    session_uid = str(status.AffectedSOPInstanceUID)
+    assert session_uid and not reply
+    status, _ = scu.set(_copies(2), BASIC_FILM_SESSION, session_uid)
+    assert status.Status == 0x0000
+    assert status.AffectedSOPClassUID == BASIC_FILM_SESSION
+
+    status, box = scu.film_box(session_uid, FilmOrientation="PORTRAIT", FilmSizeID="14INX17IN")
+    assert status.Status == 0x0000
+    assert status.AffectedSOPClassUID == BASIC_FILM_BOX
+    film_box_uid = str(status.AffectedSOPInstanceUID)
+    assert box is not None
+    references = box.ReferencedImageBoxSequence
+    assert len(references) == 4
+    assert {r.ReferencedSOPClassUID for r in references} == {BASIC_GRAYSCALE_IMAGE_BOX}
+    assert "ReferencedBasicAnnotationBoxSequence" not in box
+
+    for position in (1, 3):
+        uid = references[position - 1].ReferencedSOPInstanceUID
+        status, _ = scu.set(grayscale_image_box(position), BASIC_GRAYSCALE_IMAGE_BOX, uid)
+        assert status.Status == 0x0000
+        assert status.AffectedSOPClassUID == BASIC_GRAYSCALE_IMAGE_BOX
+
+    status, reply = scu.action(BASIC_FILM_BOX, film_box_uid)
+    assert status.Status == 0x0000
+    assert status.AffectedSOPClassUID == BASIC_FILM_BOX
+    assert status.ActionTypeID == 1
+    assert reply is not None
+    job_uid = reply.ReferencedPrintJobSequence[0].ReferencedSOPInstanceUID
+    assert reply.ReferencedPrintJobSequence[0].ReferencedSOPClassUID == PRINT_JOB
+
+    job = repository(server).job(job_uid)
+    assert job is not None
+    assert job.status is ExecutionStatus.DONE
+    assert job.calling_ae_title == "CR1"
+    assert job.film_box_uids == [film_box_uid]
+    assert job.layout == ["STANDARD\\2,2"]
+    assert job.number_of_copies == 2
+
+    (film,) = films
+    assert film.print_job_uid == job_uid
+    assert film.calling_ae_title == "CR1"
+    assert film.film_box.FilmSizeID == "14INX17IN"
+    assert film.film_session.NumberOfCopies == 2
+    assert [box is not None for box in film.image_boxes] == [True, False, True, False]
+    first = film.image_boxes[0]
+    assert first is not None
+    assert first.BasicGrayscaleImageSequence[0].PixelData == bytes(range(12))
+
+    status, reply = scu.get(PRINT_JOB, job_uid, meta=None)
+    assert status.Status == 0x0000
+    assert reply is not None and reply.ExecutionStatus == "DONE"
+
+    assert scu.delete(BASIC_FILM_BOX, film_box_uid).Status == 0x0000
+    assert scu.delete(BASIC_FILM_BOX, film_box_uid).Status == 0x0112
+    assert repository(server).get(references[0].ReferencedSOPInstanceUID) is None
+    assert scu.delete(BASIC_FILM_SESSION, session_uid).Status == 0x0000
+
+
+def _copies(number: int) -> Dataset:
+    data = Dataset()
+    data.NumberOfCopies = number
+    return data
+
+
+def test_print_the_film_session(scu: PrintScu, printed: tuple[Listener, list[FilmJob]]) -> None:
+    server, films = printed
+    session_uid = generate_uid()
+    status, _ = scu.create(_copies(1), BASIC_FILM_SESSION, session_uid)
+    assert status.Status == 0x0000 and status.AffectedSOPInstanceUID == session_uid
+    # A session without film box cannot be printed.
+    assert scu.action(BASIC_FILM_SESSION, session_uid)[0].Status == 0xC600
+    status, first = scu.film_box(session_uid, "ROW\\1,2")
+    first_uid = str(status.AffectedSOPInstanceUID)
+    _, second = scu.film_box(session_uid, "COL\\2", AnnotationDisplayFormatID="LABEL")
+    assert first is not None and second is not None
+    assert len(first.ReferencedImageBoxSequence) == 3
+    assert len(second.ReferencedImageBoxSequence) == 2
+    assert len(second.ReferencedBasicAnnotationBoxSequence) == 1
+    uid = first.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    assert scu.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, uid)[0].Status == 0
+    status, reply = scu.action(BASIC_FILM_SESSION, session_uid)
+    assert status.Status == 0x0000
+    assert reply is not None
+    job = repository(server).job(reply.ReferencedPrintJobSequence[0].ReferencedSOPInstanceUID)
+    assert job is not None and job.layout == ["ROW\\1,2", "COL\\2"]
+    assert len(films) == 2
+    # Deleting the session deletes the film boxes below it.
+    assert scu.delete(BASIC_FILM_SESSION, session_uid).Status == 0x0000
+    assert scu.action(BASIC_FILM_BOX, first_uid)[0].Status == 0x0112
+    assert repository(server).get(uid) is None
+
+
+def test_empty_film_box_prints_with_a_warning(scu: PrintScu) -> None:
+    session_uid = scu.session()
+    status, _ = scu.film_box(session_uid, "STANDARD\\1,1")
+    status, _ = scu.action(BASIC_FILM_BOX, str(status.AffectedSOPInstanceUID))
+    assert status.Status == 0xB603
+
+
+def test_printer_n_get(scu: PrintScu) -> None:
+    status, reply = scu.get(PRINTER, PRINTER_INSTANCE, meta=None)
+    assert status.Status == 0x0000
+    assert status.AffectedSOPClassUID == PRINTER
+    assert status.AffectedSOPInstanceUID == PRINTER_INSTANCE
+    assert reply is not None
+    assert reply.PrinterStatus == "NORMAL"
+    assert reply.PrinterStatusInfo == "NORMAL"
+    assert reply.PrinterName == "DICOMHUB"
+    assert reply.Manufacturer == "dicomhub"
+    assert "ManufacturerModelName" in reply
+    # Also on the meta SOP class context, and only the requested attributes.
+    status, reply = scu.get(PRINTER, PRINTER_INSTANCE, [0x21100010])
+    assert status.Status == 0x0000
+    assert reply is not None and list(reply.keys()) == [0x21100010]
+    assert scu.get(PRINTER, "1.2.3.4")[0].Status == 0x0112
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("NumberOfCopies", 0),
+        ("NumberOfCopies", 1000),
+        ("PrintPriority", "URGENT"),
+        ("MediumType", "FOIL"),
+        ("FilmDestination", "BIN"),
+    ],
+)
+def test_invalid_film_session_values(scu: PrintScu, keyword: str, value: Any) -> None:
+    data = Dataset()
+    setattr(data, keyword, value)
+    status, _ = scu.create(data, BASIC_FILM_SESSION)
+    assert status.Status == 0x0106
+    assert keyword in str(status.ErrorComment)
+    assert status.AffectedSOPClassUID == BASIC_FILM_SESSION
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "expected"),
+    [
+        ("ImageDisplayFormat", "STANDARD\\2", 0x0106),
+        ("ImageDisplayFormat", "", 0x0121),
+        ("FilmOrientation", "SIDEWAYS", 0x0106),
+        ("FilmSizeID", "1INX1IN", 0x0106),
+        ("MagnificationType", "ZOOM", 0x0106),
+        ("Trim", "MAYBE", 0x0106),
+        ("BorderDensity", "GREY", 0x0106),
+    ],
+)
+def test_invalid_film_box_values(scu: PrintScu, keyword: str, value: str, expected: int) -> None:
+    session_uid = scu.session()
+    status, _ = scu.film_box(session_uid, **{keyword: value})
+    assert status.Status == expected
+    assert keyword in str(status.ErrorComment)
+
+
+def test_film_box_refusals(scu: PrintScu) -> None:
+    status, _ = scu.film_box(generate_uid())
+    assert status.Status == 0x0106  # the referenced film session is unknown
+    data = Dataset()
+    data.FilmOrientation = "PORTRAIT"
+    status, _ = scu.create(data, BASIC_FILM_BOX)
+    assert status.Status == 0x0120  # no Image Display Format
+    session_uid = scu.session()
+    status, _ = scu.film_box(session_uid)
+    uid = str(status.AffectedSOPInstanceUID)
+    change = Dataset()
+    change.FilmOrientation = "LANDSCAPE"
+    assert scu.set(change, BASIC_FILM_BOX, uid)[0].Status == 0x0106
+    change = Dataset()
+    change.MagnificationType = "CUBIC"
+    assert scu.set(change, BASIC_FILM_BOX, uid)[0].Status == 0x0000
+    assert scu.action(BASIC_FILM_BOX, uid, action_type=2)[0].Status == 0x0123
+    assert scu.create(None, BASIC_FILM_SESSION, session_uid)[0].Status == 0x0111
+
+
+def test_image_box_refusals(scu: PrintScu) -> None:
+    session_uid = scu.session()
+    _, box = scu.film_box(session_uid, "STANDARD\\1,2")
+    assert box is not None
+    first, second = (r.ReferencedSOPInstanceUID for r in box.ReferencedImageBoxSequence)
+    # Position of another box, bad polarity, missing and short pixel data.
+    assert scu.set(grayscale_image_box(2), BASIC_GRAYSCALE_IMAGE_BOX, first)[0].Status == 0x0106
+    data = grayscale_image_box(1)
+    data.Polarity = "INVERTED"
+    assert scu.set(data, BASIC_GRAYSCALE_IMAGE_BOX, first)[0].Status == 0x0106
+    data = grayscale_image_box(1)
+    del data.BasicGrayscaleImageSequence[0].PixelData
+    assert scu.set(data, BASIC_GRAYSCALE_IMAGE_BOX, first)[0].Status == 0x0120
+    data = grayscale_image_box(1)
+    data.BasicGrayscaleImageSequence[0].PixelData = b"\0\0"
+    assert scu.set(data, BASIC_GRAYSCALE_IMAGE_BOX, first)[0].Status == 0x0106
+    data = grayscale_image_box(1)
+    data.BasicGrayscaleImageSequence[0].PhotometricInterpretation = "RGB"
+    assert scu.set(data, BASIC_GRAYSCALE_IMAGE_BOX, first)[0].Status == 0x0106
+    # Unknown instance, and an operation the image box does not define.
+    assert scu.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, generate_uid())[0].Status == (
+        0x0112
+    )
+    assert scu.delete(BASIC_GRAYSCALE_IMAGE_BOX, second).Status == 0x0211
+    # The color image box is not a member of the grayscale meta SOP class.
+    assert scu.set(grayscale_image_box(1), BASIC_COLOR_IMAGE_BOX, first)[0].Status == 0x0122
+
+
+def test_color_print(scu: PrintScu, printed: tuple[Listener, list[FilmJob]]) -> None:
+    _, films = printed
+    status, _ = scu.create(None, BASIC_FILM_SESSION, meta=BASIC_COLOR_PRINT_META)
+    session_uid = str(status.AffectedSOPInstanceUID)
+    status, box = scu.film_box(session_uid, "STANDARD\\1,1", meta=BASIC_COLOR_PRINT_META)
+    film_box_uid = str(status.AffectedSOPInstanceUID)
+    assert box is not None
+    reference = box.ReferencedImageBoxSequence[0]
+    assert reference.ReferencedSOPClassUID == BASIC_COLOR_IMAGE_BOX
+    image = Dataset()
+    image.SamplesPerPixel = 3
+    image.PhotometricInterpretation = "RGB"
+    image.PlanarConfiguration = 1
+    image.Rows = image.Columns = 2
+    image.BitsAllocated = image.BitsStored = 8
+    image.HighBit = 7
+    image.PixelRepresentation = 0
+    image.PixelData = bytes(12)
+    data = Dataset()
+    data.ImageBoxPosition = 1
+    data.BasicColorImageSequence = [image]
+    status, _ = scu.set(
+        data, BASIC_COLOR_IMAGE_BOX, reference.ReferencedSOPInstanceUID, BASIC_COLOR_PRINT_META
+    )
+    assert status.Status == 0x0000
+    status, _ = scu.action(BASIC_FILM_BOX, film_box_uid, meta=BASIC_COLOR_PRINT_META)
+    assert status.Status == 0x0000
+    assert films[-1].color
+    assert films[-1].image_boxes[0] is not None
+
+
+def test_presentation_lut(scu: PrintScu) -> None:
+    data = Dataset()
+    data.PresentationLUTShape = "IDENTITY"
+    status, _ = scu.create(data, PRESENTATION_LUT, meta=None)
+    assert status.Status == 0x0000
+    lut_uid = str(status.AffectedSOPInstanceUID)
+    session_uid = scu.session()
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = PRESENTATION_LUT
+    reference.ReferencedSOPInstanceUID = lut_uid
+    status, _ = scu.film_box(session_uid, ReferencedPresentationLUTSequence=[reference])
+    assert status.Status == 0x0000
+    data.PresentationLUTShape = "GAMMA"
+    assert scu.create(data, PRESENTATION_LUT, meta=None)[0].Status == 0x0106
+    assert scu.delete(PRESENTATION_LUT, lut_uid, meta=None).Status == 0x0000
+    assert scu.delete(PRESENTATION_LUT, lut_uid, meta=None).Status == 0x0112
