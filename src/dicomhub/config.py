@@ -344,6 +344,12 @@ class Settings(BaseSettings):
         "dicomhub holds them, else a print study) or 'session' (always a print study per "
         "calling AE and day).",
     )
+    print_relay: dict[str, str] = Field(
+        default_factory=dict,
+        description="Print relay: called AE title of dicomhub -> name of a peer that is a real "
+        "DICOM printer.  Films printed to that AE title are also printed on the peer (after "
+        "print-to-archive); the modality's print fails when the printer refuses or is down.",
+    )
     print_max_copies: int = Field(
         99,
         ge=1,

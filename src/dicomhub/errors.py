@@ -243,6 +243,11 @@ class PrintJobFailed(DicomhubError):
     summary = "failure: unable to create print job"
 
 
+class PrintRelayFailed(PrintJobFailed):
+    """The printer a print job is relayed to refused it or could not be reached; the text
+    says what the printer answered."""
+
+
 OUTCOMES: tuple[type[DicomhubError], ...] = (
     OutOfResources,
     DataSetDoesNotMatchSOPClass,

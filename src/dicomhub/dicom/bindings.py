@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicomhub.dicom.mpps_forwarding import MppsEnqueuer
+from dicomhub.dicom.print_relay import PrintRelay
 from dicomhub.dicom.services.echo import EchoService
 from dicomhub.dicom.services.mpps import MppsService
 from dicomhub.dicom.services.print import PrintService
@@ -14,7 +16,7 @@ from dicomhub.dicom.services.storage_commitment import StorageCommitmentService
 from dicomhub.dicom.services.store import StoreService
 from dicomhub.dicom.services.worklist import WorklistService
 from dicomhub.index.mpps import MppsRepository
-from dicomhub.index.print_jobs import PrintRepository
+from dicomhub.index.print_jobs import FilmJob, PrintRepository
 from dicomhub.index.retrieve import RetrieveLocator
 from dicomhub.index.worklist import WorklistRepository
 from dicomhub.index.worklist_query import WorklistFinder
@@ -66,6 +68,31 @@ def print_archiver(runtime: Runtime) -> PrintArchiver | None:
     return PrintArchiver(runtime.settings, runtime.ingest, runtime.repository, runtime.finder)
 
 
+def print_hook(runtime: Runtime) -> Callable[[FilmJob], None] | None:
+    """The print service's hook: print-to-archive, then the print relay (``print_relay``).
+
+    The film is archived first: a relay printer that fails leaves the film in the archive (a
+    record of what the modality asked for) and the modality's print fails; an archive that
+    fails fails the print before any paper or film is used on the printer.
+    """
+    hooks: list[Callable[[FilmJob], None]] = []
+    archiver = print_archiver(runtime)
+    if archiver is not None:
+        hooks.append(archiver)
+    if runtime.settings.print_relay:
+        hooks.append(PrintRelay(runtime.settings, runtime.access.peers))
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def chained(job: FilmJob) -> None:
+        for hook in hooks:
+            hook(job)
+
+    return chained
+
+
 def build_services(runtime: Runtime) -> Services:
     """Bind every service to its dependencies."""
     return Services(
@@ -91,6 +118,6 @@ def build_services(runtime: Runtime) -> Services:
             PrintRepository(runtime.db),
             runtime.access,
             runtime.settings,
-            compose=print_archiver(runtime),
+            compose=print_hook(runtime),
         ),
     )

@@ -567,20 +567,39 @@ class Association:
     ) -> Message:
         """N-CREATE (Affected SOP UIDs) or N-SET (Requested SOP UIDs) with a data set; the
         response."""
-        context = self.context_for(sop_class)
-        syntax = context.transfer_syntax
-        encoded = encode(data, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-        if encoded is None:
-            raise DicomhubError("the request's data set cannot be encoded")
+        return self.n_message(
+            self.context_for(sop_class), command_field, sop_class, sop_instance, data
+        )
+
+    def n_message(
+        self,
+        context: OutboundContext,
+        command_field: int,
+        sop_class: str,
+        sop_instance: str | None,
+        data: Dataset | None = None,
+        **elements: Any,
+    ) -> Message:
+        """Any DIMSE-N request on ``context`` (a meta SOP class's context, for print): Affected
+        SOP UIDs for N-CREATE, Requested ones otherwise (no instance UID: the peer assigns it);
+        the response."""
+        encoded: bytes | None = None
+        if data is not None:
+            syntax = context.transfer_syntax
+            raw = encode(data, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+            if raw is None:
+                raise DicomhubError("the request's data set cannot be encoded")
+            encoded = bytes(raw)
         message_id = self.next_message_id()
-        target = "Requested" if command_field == cmd.N_SET_RQ else "Affected"
+        target = "Affected" if command_field == cmd.N_CREATE_RQ else "Requested"
         command = cmd.encode_command(
             CommandField=command_field,
             MessageID=message_id,
-            CommandDataSetType=cmd.DATA_SET_PRESENT,
+            CommandDataSetType=cmd.DATA_SET_PRESENT if encoded is not None else cmd.NO_DATA_SET,
             **{f"{target}SOPClassUID": sop_class, f"{target}SOPInstanceUID": sop_instance},
+            **elements,
         )
-        self._send_message(context, command, bytes(encoded))
+        self._send_message(context, command, encoded)
         for message in self.responses(message_id):
             if int(message.command.get("CommandField") or 0) & 0x8000:
                 return message

@@ -110,6 +110,8 @@ class FilmJob:
     presentation_lut: Dataset | None = None
     """The Presentation LUT the film box references, None when it references none."""
     calling_ae_title: str = ""
+    called_ae_title: str = ""
+    """The AE title of dicomhub the print SCU called (selects a ``print_relay`` printer)."""
     color: bool = False
     """Basic Color Print Management (RGB image boxes) rather than grayscale."""
 

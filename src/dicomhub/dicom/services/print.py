@@ -14,7 +14,8 @@ The SCU builds a film session hierarchy and prints it:
 Values are checked against PS3.3 C.13 (0x0106 with the offending attribute as the Attribute
 List; 0x0120 / 0x0121 when a required one is absent or empty).  Warnings: 0xB602 (session
 printed with no image), 0xB603 (film box printed with no image).  Failures: 0xC600 (session
-printed without film box), 0xC602 (the print hook failed), 0x0112 (unknown instance), 0x0111
+printed without film box), 0xC602 (the print hook failed; a ``PrintJobFailed`` it raises,
+such as the print relay's, keeps its ErrorComment), 0x0112 (unknown instance), 0x0111
 (N-CREATE of an existing UID), 0x0123 (action type other than 1), 0x0211 (an operation the
 SOP class does not define).
 
@@ -623,6 +624,10 @@ class PrintService:
                 continue
             try:
                 self.compose(film)
+            except PrintJobFailed as exc:
+                LOG.error("print job %s: %s", job_uid, exc)
+                self.repository.finish_job(job.id, ExecutionStatus.FAILURE, str(exc)[:1000])
+                raise
             except Exception as exc:
                 LOG.exception("print job %s: a film could not be composed", job_uid)
                 self.repository.finish_job(
@@ -677,6 +682,7 @@ class PrintService:
             annotations=annotations,
             presentation_lut=lut,
             calling_ae_title=info.calling_ae_title,
+            called_ae_title=info.called_ae_title,
             color=color,
         )
 

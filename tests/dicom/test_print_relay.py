@@ -1,0 +1,181 @@
+"""Print relay: a film printed to a relayed AE title of dicomhub is printed on a real printer.
+
+The printer is DCMTK's ``dcmprscp`` (grayscale print SCP); the modality is a pynetdicom print
+SCU talking to dicomhub in process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from dicomhub.config import PeerConfig
+from dicomhub.conformance import BASIC_FILM_BOX, BASIC_GRAYSCALE_IMAGE_BOX
+from dicomhub.dicom.server import Listener
+from dicomhub.index.print_jobs import ExecutionStatus, PrintRepository
+from tests.dicom.conftest import ServerFactory
+from tests.dicom.test_print import PrintScu, grayscale_image_box
+
+pytestmark = pytest.mark.skipif(shutil.which("dcmprscp") is None, reason="DCMTK not installed")
+
+CONFIG = """\
+[[GENERAL]]
+[DATABASE]
+Directory = {database}
+[PRINT]
+[NETWORK]
+[[COMMUNICATION]]
+[PRINTER]
+Aetitle = PRINTER
+Description = dicomhub relay test printer
+Hostname = localhost
+Port = {port}
+Type = LOCALPRINTER
+DisplayFormat = 1,1\\1,2\\2,2
+FilmSizeID = 8INX10IN\\14INX17IN
+MagnificationType = REPLICATE\\BILINEAR\\CUBIC\\NONE
+MediumType = PAPER\\CLEAR FILM\\BLUE FILM
+FilmDestination = MAGAZINE\\PROCESSOR
+MaxDensity = 320
+MinDensity = 20
+Supports12Bit = true
+SupportsPresentationLUT = true
+"""
+
+
+@pytest.fixture
+def engine() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Printer:
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.log = directory / "dcmprscp.log"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def printer(tmp_path: Path) -> Iterator[Printer]:
+    port = free_port()
+    database = tmp_path / "printer" / "database"
+    database.mkdir(parents=True)
+    config = tmp_path / "printer" / "dcmpstat.cfg"
+    config.write_text(CONFIG.format(database=database, port=port))
+    result = Printer(tmp_path / "printer", port)
+    with result.log.open("wb") as log:
+        process = subprocess.Popen(
+            ["dcmprscp", "-c", str(config), "-p", "PRINTER", "-v", "+d"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=result.directory,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, result.output()
+                assert time.monotonic() < deadline, "dcmprscp did not start"
+                time.sleep(0.1)
+        yield result
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def print_one_film(scu: PrintScu, **film_box: str) -> tuple[int, str]:
+    """Session, 1x2 film box, one image box set, N-ACTION print: (Status, ErrorComment)."""
+    session_uid = scu.session(NumberOfCopies="1", MediumType="PAPER", FilmDestination="MAGAZINE")
+    attributes = {"FilmOrientation": "PORTRAIT", "FilmSizeID": "8INX10IN", **film_box}
+    status, box = scu.film_box(session_uid, "STANDARD\\1,2", **attributes)
+    assert status.Status == 0x0000 and box is not None
+    film_box_uid = str(status.AffectedSOPInstanceUID)
+    uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    status, _ = scu.set(grayscale_image_box(1, 16, 16), BASIC_GRAYSCALE_IMAGE_BOX, uid)
+    assert status.Status == 0x0000
+    status, _ = scu.action(BASIC_FILM_BOX, film_box_uid)
+    return int(status.Status), str(status.get("ErrorComment", ""))
+
+
+def relay_server(server_factory: ServerFactory, port: int) -> Listener:
+    return server_factory(
+        print_relay={"DICOMHUB": "printer"},
+        peers={"printer": PeerConfig(ae_title="PRINTER", host="127.0.0.1", port=port)},
+    )
+
+
+def print_through(server: Listener, **film_box: str) -> tuple[int, str]:
+    scu = PrintScu(server)
+    try:
+        return print_one_film(scu, **film_box)
+    finally:
+        scu.assoc.release()
+
+
+def test_relayed_film_is_printed_on_the_printer(
+    server_factory: ServerFactory, printer: Printer
+) -> None:
+    server = relay_server(server_factory, printer.port)
+    status, comment = print_through(server)
+    assert status == 0x0000, comment
+    # dcmprscp keeps every printed film box as a Stored Print object and its images as
+    # Hardcopy Grayscale images in its database.
+    database = printer.directory / "database"
+    stored = [dcmread(path) for path in database.glob("SP_*.dcm")]
+    assert len(stored) == 1, printer.output()
+    film_box = stored[0].FilmBoxContentSequence[0]
+    assert film_box.ImageDisplayFormat == "STANDARD\\1,2"
+    assert film_box.FilmSizeID == "8INX10IN"
+    hardcopies = [dcmread(path) for path in database.glob("HG_*.dcm")]
+    assert [(image.Rows, image.Columns) for image in hardcopies] == [(16, 16)]
+    output = printer.output()
+    assert "N-ACTION RQ" in output and "N-DELETE RQ" in output
+    assert "Association Received (127.0.0.1:DICOMHUB -> PRINTER)" in output
+    jobs = PrintRepository(server.runtime.db)
+    assert all(job.status is ExecutionStatus.DONE for job in jobs.jobs())
+
+
+def test_printer_refusal_reaches_the_modality(
+    server_factory: ServerFactory, printer: Printer
+) -> None:
+    server = relay_server(server_factory, printer.port)
+    status, comment = print_through(server, FilmSizeID="14INX14IN")
+    assert status == 0xC602
+    assert "printer 'printer' refused the Film Box N-CREATE with status 0x" in comment
+    assert not list((printer.directory / "database").glob("SP_*.dcm"))
+
+
+def test_printer_down_fails_the_print(server_factory: ServerFactory) -> None:
+    server = relay_server(server_factory, free_port())
+    status, comment = print_through(server)
+    assert status == 0xC602
+    assert comment.startswith("printer 'printer' unavailable: cannot connect to PRINTER@"), comment
+    jobs = PrintRepository(server.runtime.db)
+    [job] = jobs.jobs()
+    assert job.status is ExecutionStatus.FAILURE
