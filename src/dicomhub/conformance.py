@@ -143,12 +143,16 @@ def supported(service: Service, role: str = "SCP") -> list[SOPClassSupport]:
     return [s for s in REGISTRY if s.service is service and s.role == role]
 
 
+_SCP_SERVICES: dict[str, Service] = {}
+for _entry in REGISTRY:
+    if _entry.role == "SCP":
+        _SCP_SERVICES.setdefault(str(_entry.uid), _entry.service)
+
+
 def service_of(sop_class_uid: str) -> Service | None:
-    """The service a SOP class belongs to (as SCP), None when unsupported."""
-    for entry in REGISTRY:
-        if entry.uid == sop_class_uid and entry.role == "SCP":
-            return entry.service
-    return None
+    """The service a SOP class belongs to (as SCP), None when unsupported (a dictionary
+    look-up: it runs for every DIMSE request)."""
+    return _SCP_SERVICES.get(str(sop_class_uid))
 
 
 def command_sop_classes(abstract_syntax: str) -> frozenset[str]:

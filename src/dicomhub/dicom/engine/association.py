@@ -125,6 +125,18 @@ class Association:
         self.running_message_id: int | None = None
         self.awaiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.releasing = False
+        self.handlers: dict[int, Callable[[Message], Awaitable[None]]] = {
+            cmd.C_STORE_RQ: self._c_store,
+            cmd.C_ECHO_RQ: self._c_echo,
+            cmd.C_FIND_RQ: self._c_find,
+            cmd.C_MOVE_RQ: self._c_retrieve,
+            cmd.C_GET_RQ: self._c_retrieve,
+            cmd.N_ACTION_RQ: self._n_action,
+            cmd.N_EVENT_REPORT_RQ: self._n_event_report,
+            cmd.N_CREATE_RQ: self._n_create,
+            cmd.N_SET_RQ: self._n_set,
+        }
+        """The handler of each request (print requests go to ``_n_print`` whatever they are)."""
         """The peer asked for the release: requests from dicomhub are no longer sent."""
         self.sub_message_id = 0
 
@@ -448,21 +460,10 @@ class Association:
             if isinstance(field_, int) and not field_ & 0x8000:
                 await self._respond(message, field_ | 0x8000, status, comment)
             return
-        handlers: dict[int, Callable[[Message], Awaitable[None]]] = {
-            cmd.C_STORE_RQ: self._c_store,
-            cmd.C_ECHO_RQ: self._c_echo,
-            cmd.C_FIND_RQ: self._c_find,
-            cmd.C_MOVE_RQ: self._c_retrieve,
-            cmd.C_GET_RQ: self._c_retrieve,
-            cmd.N_ACTION_RQ: self._n_action,
-            cmd.N_EVENT_REPORT_RQ: self._n_event_report,
-            cmd.N_CREATE_RQ: self._n_create,
-            cmd.N_SET_RQ: self._n_set,
-        }
         if service_of(message.context.abstract_syntax) is Service.PRINT:
             await self._n_print(message)
             return
-        await handlers[int(field_ or 0)](message)
+        await self.handlers[int(field_ or 0)](message)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
