@@ -6,6 +6,7 @@ statement ``docs/conformance.md`` (``dicomhub conformance``); a test fails when 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pydicom.uid import UID, AllTransferSyntaxes
@@ -155,10 +156,12 @@ def service_of(sop_class_uid: str) -> Service | None:
     return _SCP_SERVICES.get(str(sop_class_uid))
 
 
+@functools.cache
 def command_sop_classes(abstract_syntax: str) -> frozenset[str]:
     """The SOP classes a command may name on a context of ``abstract_syntax``: the class
-    itself, or the member classes of a meta SOP class."""
-    return META_MEMBERS.get(UID(abstract_syntax), frozenset()) | {abstract_syntax}
+    itself, or the member classes of a meta SOP class (cached: it runs for every request)."""
+    members = META_MEMBERS.get(UID(abstract_syntax), frozenset())
+    return frozenset({str(uid) for uid in members} | {str(abstract_syntax)})
 
 
 def render_conformance() -> str:

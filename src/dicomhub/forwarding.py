@@ -19,17 +19,12 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection
 
 from dicomhub.config import ForwardRule
-from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.forward_queue import ForwardQueue
 from dicomhub.index.matching import Matcher, MatchKind, parse_matcher
 from dicomhub.index.repository import NewInstance
-
-_WAKE = "dicomhub_forward_wake"
-"""Mark on a database connection: it queued something; wake the forwarder once it is back
-in the pool (its transaction is then committed)."""
 
 
 def _text(value: Any) -> str:
@@ -158,24 +153,18 @@ class ForwardEnqueuer:
         self.rules = rules
         self.queue = queue
         self.wake = wake
+        self._queued = False
 
     def __call__(self, conn: Connection, item: NewInstance) -> None:
         targets = self.rules.destinations(item)
         if not targets:
             return
-        self.queue.enqueue(conn, str(item.dataset.SOPInstanceUID), targets)
-        if self.wake is not None:
-            conn.info[_WAKE] = True
+        self.queue.enqueue(conn, item.sop_instance_uid, targets)
+        self._queued = True
 
-    def install(self, db: IndexDatabase) -> None:
-        """Set ``wake`` when a connection that queued something returns to the pool, which
-        is after its transaction ended (a rolled-back one only causes a needless look)."""
-        wake = self.wake
-        if wake is None:
-            return
-
-        def on_checkin(_dbapi_connection: Any, record: Any) -> None:
-            if record is not None and record.info.pop(_WAKE, False):
-                wake.set()
-
-        event.listen(db.engine, "checkin", on_checkin)
+    def committed(self) -> None:
+        """The index's ``after_commit`` hook: wake the forwarder if the transaction queued
+        something (a rolled-back one only causes a needless look at the queue)."""
+        if self._queued and self.wake is not None:
+            self.wake.set()
+        self._queued = False

@@ -7,6 +7,7 @@ or loading its pixels.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import zlib
@@ -19,6 +20,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
@@ -29,7 +31,9 @@ from pydicom.uid import (
 from pydicom.values import converters
 
 from dicomhub.errors import CannotUnderstand, DataSetDoesNotMatchSOPClass, InvalidInstanceIdentity
-from dicomhub.jsonmodel import to_json
+from dicomhub.index.attributes import ATTRIBUTES
+from dicomhub.jsonmodel import json_key, json_text, to_json
+from dicomhub.rawheader import Unsupported, scan
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 BULK_THRESHOLD = 1024
@@ -54,16 +58,78 @@ _MAX_DEPTH = 32
 _VRS = frozenset(converters)
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _PLAIN_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
+_DS_KEYWORDS = tuple(a.keyword for a in ATTRIBUTES if a.vr == "DS" and not a.computed)
+_DS_TAGS = {keyword: int(json_key(keyword), 16) for keyword in _DS_KEYWORDS}
 
 
 @dataclass
 class ParsedHeader:
-    """A file's header, where its data set starts and its transfer syntax."""
+    """A file's header, where its data set starts and its transfer syntax.
 
-    dataset: Dataset
+    The header comes either from one pass over the raw bytes (``rawheader``: its DICOM JSON,
+    the pydicom data set parsed only if somebody asks for it) or from pydicom (the general
+    path: the data set, its JSON made on first use).
+    """
+
     dataset_offset: int
     transfer_syntax_uid: str
     file_size: int
+    _dataset: Dataset | None = None
+    _json: dict[str, Any] | None = None
+    _ds_texts: dict[str, str] | None = None
+    _content: bytes | bytearray | None = None
+
+    @classmethod
+    def from_dataset(
+        cls, dataset: Dataset, transfer_syntax_uid: str = ExplicitVRLittleEndian
+    ) -> ParsedHeader:
+        """The header of a data set built in memory (no file behind it)."""
+        return cls(0, transfer_syntax_uid, 0, _dataset=dataset)
+
+    @property
+    def dataset(self) -> Dataset:
+        """The data set up to its pixel data (pydicom)."""
+        if self._dataset is None:
+            assert self._content is not None
+            fp = BytesIO(self._content)
+            syntax = UID(self.transfer_syntax_uid)
+            fp.seek(self.dataset_offset)
+            self._dataset = read_dataset(
+                fp, syntax.is_implicit_VR, syntax.is_little_endian, stop_when=_at_pixel_data
+            )
+        return self._dataset
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The DICOM JSON of the header; ``CannotUnderstand`` names the first element whose
+        value cannot be decoded."""
+        if self._json is None:
+            self._json = header_json(self.dataset)
+        return self._json
+
+    @property
+    def ds_texts(self) -> dict[str, str]:
+        """Text of the DS attributes the index keeps, by keyword."""
+        if self._ds_texts is None:
+            self._ds_texts = {
+                keyword: text_value(self.dataset.get(keyword)) for keyword in _DS_KEYWORDS
+            }
+        return self._ds_texts
+
+    def text(self, keyword: str) -> str:
+        """A top-level attribute's value as one string (values joined by backslash)."""
+        if self._json is not None:
+            return json_text(self._json.get(json_key(keyword)))
+        return text_value(self.dataset.get(keyword))
+
+
+def text_value(value: Any) -> str:
+    """A decoded pydicom value as one string (multiple values joined by backslash)."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(text_value(v) for v in value)
+    return str(value).strip()
 
 
 def is_valid_uid(value: Any) -> bool:
@@ -91,7 +157,54 @@ def read_header(source: Path | bytes | bytearray, known: KnownMeta | None = None
     if isinstance(source, Path):
         with source.open("rb") as fp:
             return _parse(fp, source.stat().st_size, known)
+    if known is not None:
+        scanned = _scan(source, known)
+        if scanned is not None:
+            return scanned
     return _parse(BytesIO(source), len(source), known)
+
+
+@functools.cache
+def _scannable(transfer_syntax_uid: str) -> bool | None:
+    """Whether data sets in this syntax can take the one-pass reader: None if not, else
+    whether they are in implicit VR."""
+    syntax = UID(transfer_syntax_uid)
+    if not syntax.is_transfer_syntax or not syntax.is_little_endian or syntax.is_deflated:
+        return None
+    if syntax not in _PLAIN_SYNTAXES and not syntax.is_encapsulated:
+        return None
+    return bool(syntax.is_implicit_VR)
+
+
+def _scan(content: bytes | bytearray, known: KnownMeta) -> ParsedHeader | None:
+    """The header read in one pass over the raw bytes, or None for the general path."""
+    implicit = _scannable(known.transfer_syntax_uid)
+    if implicit is None:
+        return None
+    offset = known.dataset_offset
+    first_vr = bytes(content[offset + 4 : offset + 6]).decode("latin-1")
+    if (first_vr in _VRS) == implicit:
+        return None  # encoded otherwise than declared: pydicom decides what it means
+    try:
+        found = scan(
+            content,
+            offset,
+            implicit=implicit,
+            bulk_threshold=BULK_THRESHOLD,
+            ds_tags=_DS_TAGS.values(),
+        )
+    except Unsupported:
+        return None
+    if not found.json:
+        return None
+    return ParsedHeader(
+        offset,
+        known.transfer_syntax_uid,
+        len(content),
+        _json=found.json,
+        _ds_texts={keyword: found.ds_texts.get(tag, "") for keyword, tag in _DS_TAGS.items()},
+        _content=content,
+    )
 
 
 def _at_pixel_data(tag: BaseTag, _vr: str | None, _length: int) -> bool:
@@ -152,7 +265,7 @@ def _parse(fp: BinaryIO, size: int, known: KnownMeta | None) -> ParsedHeader:
         raise
     except Exception as exc:  # pydicom and zlib raise many types on damaged input
         raise CannotUnderstand(f"unreadable DICOM data: {_first_line(exc)}") from exc
-    return ParsedHeader(dataset, offset, syntax, size)
+    return ParsedHeader(offset, syntax, size, _dataset=dataset)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -243,22 +356,30 @@ def header_json(dataset: Dataset) -> dict[str, Any]:
 
 
 def check_identity(
-    dataset: Dataset, expected_class: str | None = None, expected_instance: str | None = None
+    source: ParsedHeader | Dataset,
+    expected_class: str | None = None,
+    expected_instance: str | None = None,
 ) -> None:
     """Check the UIDs the index needs are present and valid, and match the command's."""
+    found: dict[str, str] = {}
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        value = dataset.get(keyword)
-        if value is None or str(value) == "":
+        if isinstance(source, ParsedHeader):
+            value = source.text(keyword)
+        else:
+            raw = source.get(keyword)
+            value = "" if raw is None else str(raw)
+        if value == "":
             raise InvalidInstanceIdentity(f"{keyword} is missing")
-        if not is_valid_uid(str(value)):
-            raise InvalidInstanceIdentity(f"{keyword} is not a valid UID: {str(value)[:70]!r}")
-    if expected_class is not None and str(dataset.SOPClassUID) != expected_class:
+        if not is_valid_uid(value):
+            raise InvalidInstanceIdentity(f"{keyword} is not a valid UID: {value[:70]!r}")
+        found[keyword] = value
+    if expected_class is not None and found["SOPClassUID"] != expected_class:
         raise DataSetDoesNotMatchSOPClass(
-            f"SOPClassUID differs from the command: data set {dataset.SOPClassUID}, "
+            f"SOPClassUID differs from the command: data set {found['SOPClassUID']}, "
             f"command {expected_class}"
         )
-    if expected_instance is not None and str(dataset.SOPInstanceUID) != expected_instance:
+    if expected_instance is not None and found["SOPInstanceUID"] != expected_instance:
         raise InvalidInstanceIdentity(
-            f"SOPInstanceUID differs from the command: data set {dataset.SOPInstanceUID}, "
+            f"SOPInstanceUID differs from the command: data set {found['SOPInstanceUID']}, "
             f"command {expected_instance}"
         )

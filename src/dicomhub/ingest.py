@@ -26,14 +26,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection
 
 from dicomhub.config import DuplicatePolicy
 from dicomhub.errors import DicomhubError, DuplicateSOPInstance, IndexFailure
 from dicomhub.group_commit import GroupCommitter
-from dicomhub.header import KnownMeta, ParsedHeader, check_identity, header_json, read_header
+from dicomhub.header import KnownMeta, ParsedHeader, check_identity, read_header
 from dicomhub.index import positions
 from dicomhub.index.repository import AddOutcome, AddResult, IndexRepository, NewInstance
 from dicomhub.storage.base import BlobInfo, BlobStore, DualHasher, InMemoryObject, hash_stream
@@ -91,20 +90,19 @@ class _Prepared:
 
     request: IngestRequest
     parsed: ParsedHeader
-    header: dict[str, Any]
     blob: BlobInfo | None
     """Already durable (a file); None for an in-memory object, written by the batch."""
     memory: InMemoryObject | None = None
 
     def result(self, status: StoreStatus) -> StoreResult:
-        dataset = self.parsed.dataset
+        parsed = self.parsed
         return StoreResult(
             status,
-            str(dataset.SOPClassUID),
-            str(dataset.SOPInstanceUID),
-            str(dataset.StudyInstanceUID),
-            self.parsed.transfer_syntax_uid,
-            self.parsed.file_size,
+            parsed.text("SOPClassUID"),
+            parsed.text("SOPInstanceUID"),
+            parsed.text("StudyInstanceUID"),
+            parsed.transfer_syntax_uid,
+            parsed.file_size,
         )
 
 
@@ -148,9 +146,9 @@ class Ingest:
             parsed = read_header(request.path, request.known)
         else:
             raise ValueError("an ingest request needs a path or content")
-        dataset = parsed.dataset
-        check_identity(dataset, request.expected_sop_class_uid, request.expected_sop_instance_uid)
-        prepared = _Prepared(request, parsed, header_json(dataset), None)
+        check_identity(parsed, request.expected_sop_class_uid, request.expected_sop_instance_uid)
+        parsed.header  # noqa: B018 - an undecodable value is refused here, before storing
+        prepared = _Prepared(request, parsed, None)
         if request.content is not None:
             prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
             return prepared
@@ -167,7 +165,7 @@ class Ingest:
 
     def _known_copy(self, path: Path, parsed: ParsedHeader) -> bool:
         """A file of the user's: look before copying (re-imports are common)."""
-        sop_uid = str(parsed.dataset.SOPInstanceUID)
+        sop_uid = parsed.text("SOPInstanceUID")
         existing = self.repository.get_instance(sop_uid)
         if existing is None:
             return False
@@ -209,10 +207,8 @@ class Ingest:
             assert p.blob is not None
             items.append(
                 NewInstance(
-                    p.parsed.dataset,
-                    p.header,
+                    p.parsed,
                     p.blob,
-                    p.parsed.transfer_syntax_uid,
                     p.request.source,
                     p.request.calling_ae_title,
                     replace,
@@ -272,7 +268,7 @@ class Ingest:
             self.blobs.delete(added.obsolete_blob_key)
             LOG.warning(
                 "SOP instance %s replaced by a copy with different content (from %s %s)",
-                p.parsed.dataset.SOPInstanceUID,
+                p.parsed.text("SOPInstanceUID"),
                 p.request.source,
                 p.request.calling_ae_title or "-",
             )

@@ -11,28 +11,20 @@ a test compares the two on pydicom's own test files.
 
 from __future__ import annotations
 
-import base64
-import struct
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from dicomhub.rawheader import Unsupported, element_json
+
 BulkHandler = Callable[[DataElement], str]
 
-_WHOLE_STRIPPED = frozenset({"AS", "CS", "DA", "DT", "TM", "UI", "DS", "IS"})
-"""Padding removed from the end of the whole value, then split (pydicom ``multi_string``)."""
-_EACH_STRIPPED = frozenset({"LO", "SH", "UC"})
-"""Split, then each value's trailing padding removed (pydicom ``convert_text``)."""
-_SPLIT = _WHOLE_STRIPPED | _EACH_STRIPPED | {"AE"}
-_SINGLE = frozenset({"LT", "ST", "UT"})
-_BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 _BULK = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
-
-
 _CHARSET = BaseTag(0x00080005)
 
 
@@ -92,70 +84,38 @@ def _raw(
             vr = dictionary_VR(element.tag)
         except KeyError:
             raise _Fallback from None
-    value: bytes | None = element.value
-    if vr in _BULK:
-        if not value:
-            return {"vr": vr}
-        if len(value) > (threshold // 4) * 3:
-            raise _Fallback  # BulkDataURI: the handler wants a DataElement; rare in headers
-        return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
-    if not value:
-        if vr in _SPLIT or vr in _SINGLE or vr in _BINARY or vr == "PN":
-            return {"vr": vr}
-        raise _Fallback
-    if vr in _BINARY:
-        code = _BINARY[vr]
-        size = struct.calcsize("<" + code)
-        if len(value) % size:
-            raise _Fallback
-        numbers = list(struct.unpack(f"<{len(value) // size}{code}", value))
-        if code in "fd":
-            numbers = [float(n) for n in numbers]
-        return {"vr": vr, "Value": numbers}
-    if not plain_text or not value.isascii():
-        raise _Fallback
-    text = value.decode("ascii")
-    if vr in _SINGLE:
-        stripped = text.rstrip("\0 ")
-        return {"vr": vr, "Value": [stripped]} if stripped else {"vr": vr}
-    if vr == "PN":
-        return {"vr": vr, "Value": _person_names(text)}
-    if vr not in _SPLIT:
-        raise _Fallback
-    if vr in _WHOLE_STRIPPED:
-        parts = text.rstrip(" \0").split("\\")
-    elif vr in _EACH_STRIPPED:
-        parts = [part.rstrip("\0 ") for part in text.split("\\")]
-    else:  # AE: leading spaces are not significant either
-        parts = [part.strip() for part in text.split("\\")]
-    if len(parts) == 1 and not parts[0]:
-        return {"vr": vr}
-    if vr in {"IS", "DS"}:
-        return {"vr": vr, "Value": _numbers(parts, vr)}
-    return {"vr": vr, "Value": parts}
+    value: bytes = element.value or b""
+    if vr in _BULK and len(value) > (threshold // 4) * 3:
+        raise _Fallback  # BulkDataURI: the handler wants a DataElement; rare in headers
+    try:
+        return element_json(vr, value, plain_text)
+    except Unsupported:
+        raise _Fallback from None
 
 
-def _numbers(parts: list[str], vr: str) -> list[int | float]:
-    result: list[int | float] = []
-    for raw in parts:
-        part = raw.strip()
-        if not part:
-            raise _Fallback
-        try:
-            result.append(int(part) if vr == "IS" else float(part))
-        except ValueError:
-            raise _Fallback from None
-    return result
+@functools.cache
+def json_key(keyword: str) -> str:
+    """The DICOM JSON key (8 hex digits) of an attribute keyword."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return f"{tag:08X}"
 
 
-def _person_names(text: str) -> list[dict[str, str]]:
-    names = []
-    for value in text.rstrip("\0 ").split("\\"):
-        groups = value.split("=")
-        name = {"Alphabetic": groups[0]}
-        if len(groups) > 1:
-            name["Ideographic"] = groups[1]
-        if len(groups) > 2:
-            name["Phonetic"] = groups[2]
-        names.append(name)
-    return names
+def json_text(element: dict[str, Any] | None) -> str:
+    """A DICOM JSON element's value as one string: values joined by backslash, a person
+    name's component groups by ``=``, as pydicom's ``str`` of the value gives it."""
+    if not element:
+        return ""
+    values = element.get("Value")
+    if not values:
+        return ""
+    if len(values) == 1 and type(values[0]) is str:
+        return values[0].strip()
+    texts = [
+        "=".join(v[g] for g in ("Alphabetic", "Ideographic", "Phonetic") if g in v)
+        if isinstance(v, dict)
+        else str(v).strip()
+        for v in values
+    ]
+    return "\\".join(texts)

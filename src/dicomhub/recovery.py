@@ -24,7 +24,7 @@ from io import BytesIO
 from pydicom import dcmread
 
 from dicomhub.errors import DicomhubError
-from dicomhub.header import check_identity, header_json, read_header
+from dicomhub.header import check_identity, read_header
 from dicomhub.index import positions
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.repository import AddOutcome, IndexRepository, NewInstance
@@ -114,33 +114,28 @@ def _reindex(
         data = stream.read()
     try:
         parsed = read_header(data)
-        check_identity(parsed.dataset)
-        header = header_json(parsed.dataset)
+        check_identity(parsed)
+        parsed.header  # noqa: B018 - an undecodable value makes the record unstorable
     except DicomhubError as exc:
         LOG.error("segment record %s is not a storable object (%s); discarded", key, exc)
         store.delete([key])
         report.discarded += 1
         return
-    existing = repository.get_instance(str(parsed.dataset.SOPInstanceUID))
+    sop_instance_uid = parsed.text("SOPInstanceUID")
+    existing = repository.get_instance(sop_instance_uid)
     if existing is not None and existing.blob_key == key:
         return  # indexed, but the position was not moved past it before the stop
     memory = InMemoryObject.hashed(data, parsed.dataset_offset)
     blob = BlobInfo(key, len(data), memory.sha256, memory.content_sha256)
     item = NewInstance(
-        parsed.dataset,
-        header,
-        blob,
-        parsed.transfer_syntax_uid,
-        "recovered",
-        _source_ae_title(data, parsed.dataset_offset),
-        False,
+        parsed, blob, "recovered", _source_ae_title(data, parsed.dataset_offset), False
     )
     (result,) = repository.add_instances([item])
     if isinstance(result, DicomhubError) or result.outcome is AddOutcome.DUPLICATE:
         store.delete([key])
         report.discarded += 1
         return
-    LOG.info("re-indexed %s from segment record %s", parsed.dataset.SOPInstanceUID, key)
+    LOG.info("re-indexed %s from segment record %s", sop_instance_uid, key)
     report.indexed += 1
 
 

@@ -58,6 +58,7 @@ class Runtime:
     def close(self) -> None:
         """Release this process's segment and the database connections."""
         self.blobs.close()
+        self.repository.writer.close()
         self.db.dispose()
 
 
@@ -83,8 +84,8 @@ def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
     forward_wake = threading.Event()
     if forward_rules:
         enqueuer = ForwardEnqueuer(forward_rules, forward_queue, forward_wake)
-        enqueuer.install(db)
-        repository.after_add = enqueuer
+        repository.writer.after_add = enqueuer
+        repository.writer.after_commit = enqueuer.committed
     return Runtime(
         settings=settings,
         db=db,

@@ -71,7 +71,7 @@ def _accepted_socket(server: Listener) -> socket.socket:
         return assoc_socket.socket
     assert isinstance(server, AsyncioDicomServer)
     (association,) = server.engine.active
-    sock: socket.socket = association.writer.get_extra_info("socket")
+    sock: socket.socket = association.stream.get_extra_info("socket")
     return sock
 
 

@@ -9,6 +9,7 @@ from pydicom.uid import CTImageStorage, MRImageStorage
 
 from dicomhub.config import ConfigError, ForwardRule, load_settings, render_settings
 from dicomhub.forwarding import ForwardRules
+from dicomhub.header import ParsedHeader
 from dicomhub.index.repository import NewInstance
 from dicomhub.storage.base import BlobInfo
 from tests.factories import make_dataset
@@ -17,10 +18,8 @@ BLOB = BlobInfo("k", 1, "0" * 64, "0" * 64)
 
 
 def _item(calling: str = "CT1", called: str = "DICOMHUB", **dataset: Any) -> NewInstance:
-    ds = make_dataset(**dataset)
-    return NewInstance(
-        ds, {}, BLOB, "1.2.840.10008.1.2.1", "C-STORE", calling, False, called_ae_title=called
-    )
+    parsed = ParsedHeader.from_dataset(make_dataset(**dataset))
+    return NewInstance(parsed, BLOB, "C-STORE", calling, False, called_ae_title=called)
 
 
 def _rules(*rules: dict[str, Any]) -> ForwardRules:

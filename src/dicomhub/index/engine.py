@@ -34,7 +34,9 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # straight to the driver
 
 
 def _synchronous(conn: Connection, mode: str) -> None:
@@ -76,20 +78,38 @@ class IndexDatabase:
         )
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+    def write(
+        self, *, durable: bool = True, connection: Connection | None = None
+    ) -> Iterator[Connection]:
         """A write transaction: committed on normal exit, rolled back on exception.
 
         With ``durable=False`` an SQLite commit returns once it is in the write-ahead log
         without waiting for the disk (``synchronous = NORMAL``): it survives a crash of the
         process but not of the machine.  Only callers that can redo the transaction from a
         durable record of their own use it.  PostgreSQL commits are always durable.
+        ``connection`` is one from ``connect_writer``, kept by a busy writer across its
+        transactions (it spares a pool check-out and check-in per transaction).
         """
-        with self._write_lock, self.engine.connect() as plain:
-            if self.is_sqlite:
-                _synchronous(plain, "FULL" if durable else "NORMAL")
-            conn = plain.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+        with self._write_lock:
+            if connection is not None:
+                with self._transaction(connection, durable) as conn:
+                    yield conn
+                return
+            with self.engine.connect() as plain:
+                conn = plain.execution_options(**{_WRITE_OPTION: True})
+                with self._transaction(conn, durable) as conn:
+                    yield conn
+
+    def connect_writer(self) -> Connection:
+        """A connection for ``write(connection=...)``; its owner closes it."""
+        return self.engine.connect().execution_options(**{_WRITE_OPTION: True})
+
+    @contextmanager
+    def _transaction(self, conn: Connection, durable: bool) -> Iterator[Connection]:
+        if self.is_sqlite:
+            _synchronous(conn, "FULL" if durable else "NORMAL")
+        with conn.begin():
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

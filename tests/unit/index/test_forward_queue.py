@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 
 from dicomhub.config import ForwardRule, Settings
 from dicomhub.errors import DuplicateSOPInstance
-from dicomhub.header import header_json, read_header
+from dicomhub.header import read_header
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.forward_queue import ForwardQueue, QueueItem, QueueState, RetryPolicy
 from dicomhub.index.repository import AddOutcome, NewInstance
@@ -168,9 +168,7 @@ def test_queue_rows_share_the_fate_of_the_index_rows(forwarding: Runtime, tmp_pa
         data = path.read_bytes()
         memory = InMemoryObject.hashed(data, parsed.dataset_offset)
         blob = BlobInfo(generate_uid(), len(data), memory.sha256, memory.content_sha256)
-        return NewInstance(
-            parsed.dataset, header_json(parsed.dataset), blob, parsed.transfer_syntax_uid, "t"
-        )
+        return NewInstance(parsed, blob, "t")
 
     fresh = generate_uid()
     results = forwarding.repository.add_instances([item(fresh, "A"), item(uid, "CONFLICT")])

@@ -6,12 +6,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import socket
 import threading
 
 from dicomhub.dicom.bindings import build_services
 from dicomhub.dicom.engine.association import Association, EngineContext
-from dicomhub.dicom.engine.negotiation import supported_contexts
+from dicomhub.dicom.engine.negotiation import Negotiator, supported_contexts
+from dicomhub.dicom.engine.stream import PduStream
 from dicomhub.dicom.tls import server_context
 from dicomhub.runtime import Runtime
 
@@ -37,12 +37,14 @@ class AsyncioDicomServer:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_associations + 4, thread_name_prefix="dicomhub-dimse"
         )
+        contexts = supported_contexts()
         self.engine = EngineContext(
             services=build_services(runtime),
             access=runtime.access,
             blobs=runtime.blobs,
             executor=self.executor,
-            contexts=supported_contexts(),
+            contexts=contexts,
+            negotiator=Negotiator(contexts, settings.max_pdu_size),
             max_pdu=settings.max_pdu_size,
             acse_timeout=settings.acse_timeout,
             dimse_timeout=settings.dimse_timeout,
@@ -53,6 +55,8 @@ class AsyncioDicomServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Running associations (a reference, so none is collected while it runs)."""
 
     @property
     def port(self) -> int:
@@ -79,26 +83,22 @@ class AsyncioDicomServer:
 
     async def _listen(self) -> None:
         settings = self.runtime.settings
-        self._server = await asyncio.start_server(
-            self._on_connection,
+        self._server = await self.loop.create_server(
+            lambda: PduStream(self._on_connection),
             settings.bind,
             settings.dicom_port,
             reuse_address=True,
             reuse_port=self.reuse_port or None,
             backlog=128,
-            limit=2**19,
             ssl=self.tls,
             ssl_handshake_timeout=settings.acse_timeout if self.tls else None,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await Association(self.engine, reader, writer).run()
+    def _on_connection(self, stream: PduStream) -> None:
+        task = self.loop.create_task(Association(self.engine, stream).run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def stop(self) -> None:
         """Stop listening, abort open associations and stop the loop."""
@@ -109,7 +109,7 @@ class AsyncioDicomServer:
             if self._server is not None:
                 self._server.close()
             for association in list(self.engine.active):
-                association.writer.close()
+                association.stream.close()
             if self._server is not None:
                 await self._server.wait_closed()
 

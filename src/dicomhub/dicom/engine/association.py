@@ -38,10 +38,10 @@ from dicomhub.dicom.engine.negotiation import (
     IMPLEMENTATION_VERSION,
     AcceptedContext,
     ApplicationContextNotSupported,
-    accept,
-    decode_request,
+    Negotiator,
     reject,
 )
+from dicomhub.dicom.engine.stream import PduStream
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.dicom.sending import SubOperation, prepare
 from dicomhub.dicom.services.print import PrintRequest
@@ -82,6 +82,7 @@ class EngineContext:
     blobs: FilesystemBlobStore
     executor: concurrent.futures.ThreadPoolExecutor
     contexts: list[Any]
+    negotiator: Negotiator
     max_pdu: int
     acse_timeout: float
     dimse_timeout: float
@@ -105,13 +106,10 @@ class Message:
 class Association:
     """Acceptor side of one TCP connection."""
 
-    def __init__(
-        self, engine: EngineContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, engine: EngineContext, stream: PduStream) -> None:
         self.engine = engine
-        self.reader = reader
-        self.writer = writer
-        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
+        self.stream = stream
+        host, port = (stream.get_extra_info("peername") or ("?", 0))[:2]
         self.info = AssociationInfo("?", "?", str(host), int(port))
         self.contexts: dict[int, AcceptedContext] = {}
         self.peer_max_pdu = 0
@@ -192,36 +190,25 @@ class Association:
             if stale.writer is not None:
                 stale.writer.discard()
         self.engine.active.discard(self)
-        self.writer.close()
+        self.stream.close()
         with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
+            await self.stream.wait_closed()
 
     async def _await_peer_close(self) -> None:
         """After A-ASSOCIATE-RJ or A-RELEASE-RP the requestor closes the transport (PS3.8
         Sta13); wait for that, at most the ARTIM time, so it reads our answer first."""
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
-            async with asyncio.timeout(self.engine.acse_timeout):
-                while await self.reader.read(65536):
-                    pass
+            await self.stream.read_to_end(self.engine.acse_timeout)
 
     def _send_abort(self, reason: int) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(pdu.abort(pdu.SOURCE_PROVIDER, reason))
+        if not self.stream.is_closing():
+            self.stream.write(pdu.abort(pdu.SOURCE_PROVIDER, reason))
 
     # PDUs ---------------------------------------------------------------------------------
 
-    async def _read_pdu(self, timeout: float | None, limit: int) -> tuple[int, bytes, bytes]:
-        header = await asyncio.wait_for(self.reader.readexactly(6), timeout)
-        pdu_type, _, length = pdu.HEADER.unpack(header)
-        if pdu_type not in pdu.KNOWN_TYPES:
-            raise pdu.ProtocolError(
-                f"unrecognised PDU type 0x{pdu_type:02X}", pdu.REASON_UNRECOGNIZED_PDU
-            )
-        bound = limit if pdu_type == pdu.P_DATA_TF else CONTROL_PDU_LIMIT
-        if length > bound:
-            raise pdu.ProtocolError(f"PDU of {length} bytes exceeds the maximum of {bound}")
-        body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
-        return pdu_type, header, body
+    async def _read_pdu(self, timeout: float | None, limit: int) -> tuple[int, bytes, memoryview]:
+        """The next PDU; its body is a view valid until the next read (see ``stream``)."""
+        return await self.stream.read_pdu(timeout, limit, CONTROL_PDU_LIMIT)
 
     async def _associate(self) -> bool:
         pdu_type, header, body = await self._read_pdu(self.engine.acse_timeout, CONTROL_PDU_LIMIT)
@@ -230,11 +217,11 @@ class Association:
                 f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}", pdu.REASON_UNEXPECTED_PDU
             )
         try:
-            request = decode_request(header + body)
+            request = self.engine.negotiator.request(header + body)
         except ApplicationContextNotSupported as exc:
             LOG.warning("association from %s refused: %s", self.info, exc)
-            self.writer.write(reject(1, 1, 2))
-            await self.writer.drain()
+            self.stream.write(reject(1, 1, 2))
+            await self.stream.drain()
             await self._await_peer_close()
             return False
         self.info = AssociationInfo(
@@ -251,15 +238,15 @@ class Association:
                 request.called_ae_title,
                 refusal.reason,
             )
-            self.writer.write(reject(refusal.result, refusal.source, refusal.diagnostic))
-            await self.writer.drain()
+            self.stream.write(reject(refusal.result, refusal.source, refusal.diagnostic))
+            await self.stream.drain()
             await self._await_peer_close()
             return False
-        answer, self.contexts = accept(request, self.engine.contexts, self.engine.max_pdu)
+        answer, self.contexts = request.accept()
         self.peer_max_pdu = request.peer_max_pdu
-        self.writer.write(answer)
-        await self.writer.drain()
-        proposed = len(request.primitive.presentation_context_definition_list)
+        self.stream.write(answer)
+        await self.stream.drain()
+        proposed = request.proposed
         LOG.info(
             "association accepted: %s -> %s (%d contexts accepted, %d rejected)",
             self.info,
@@ -304,8 +291,8 @@ class Association:
                             PeerUnavailable(f"{self.info} released the association first")
                         )
                 await self.queue.join()
-                self.writer.write(pdu.release_rp())
-                await self.writer.drain()
+                self.stream.write(pdu.release_rp())
+                await self.stream.drain()
                 LOG.info("association released: %s", self.info)
                 await self._await_peer_close()
                 return
@@ -330,7 +317,7 @@ class Association:
 
     # DIMSE message assembly -----------------------------------------------------------------
 
-    def _on_p_data(self, body: bytes) -> None:
+    def _on_p_data(self, body: memoryview) -> None:
         for item in pdu.iter_pdvs(body):
             context = self.contexts.get(item.context_id)
             if context is None:
@@ -618,11 +605,11 @@ class Association:
         self.awaiting[message_id] = waiting
         try:
             for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
-                self.writer.write(chunk)
+                self.stream.write(chunk)
             if data is not None:
                 for chunk in pdu.p_data(context_id, False, data, self.peer_max_pdu):
-                    self.writer.write(chunk)
-            await self.writer.drain()
+                    self.stream.write(chunk)
+            await self.stream.drain()
             async with asyncio.timeout(self.engine.dimse_timeout):
                 return await waiting
         except asyncio.CancelledError as exc:
@@ -987,8 +974,8 @@ class Association:
 
         async def write() -> None:
             for piece in pieces:
-                self.writer.write(piece)
-            await self.writer.drain()
+                self.stream.write(piece)
+            await self.stream.drain()
 
         try:
             asyncio.run_coroutine_threadsafe(write(), loop).result(
@@ -1021,11 +1008,11 @@ class Association:
         )
         context_id = message.context.context_id
         for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
-            self.writer.write(chunk)
+            self.stream.write(chunk)
         if data is not None:
             for chunk in pdu.p_data(context_id, False, data, self.peer_max_pdu):
-                self.writer.write(chunk)
-        await self.writer.drain()
+                self.stream.write(chunk)
+        await self.stream.drain()
 
 
 _COMMAND_SERVICES: dict[int, frozenset[Service]] = {

@@ -6,6 +6,7 @@ instead of through a general data set codec.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -29,7 +30,25 @@ NO_DATA_SET = 0x0101
 DATA_SET_PRESENT = 0x0000
 
 _ELEMENT = struct.Struct("<HHL")
-_INTEGER = {"US": "<H", "UL": "<L"}
+_INTEGER = {"US": struct.Struct("<H"), "UL": struct.Struct("<L")}
+
+
+@functools.cache
+def _by_tag(tag: int) -> tuple[str, str] | None:
+    """(keyword, VR) of a command element; None for retired or private ones."""
+    try:
+        return dictionary_keyword(tag), dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+@functools.cache
+def _by_keyword(keyword: str) -> tuple[int, str]:
+    """(tag, VR) of a command element keyword."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ValueError(f"unknown command element {keyword}")
+    return tag, dictionary_VR(tag)
 
 
 def decode_command(data: bytes) -> dict[str, Any]:
@@ -45,14 +64,13 @@ def decode_command(data: bytes) -> dict[str, Any]:
             raise ProtocolError(f"invalid command element ({group:04X},{element:04X})")
         value = data[offset : offset + length]
         offset += length
-        tag = (group << 16) | element
-        try:
-            keyword, vr = dictionary_keyword(tag), dictionary_VR(tag)
-        except KeyError:
+        known = _by_tag((group << 16) | element)
+        if known is None:
             continue  # retired or private command elements are ignored
-        if vr in _INTEGER:
-            size = struct.calcsize(_INTEGER[vr])
-            result[keyword] = struct.unpack(_INTEGER[vr], value[:size])[0] if value else None
+        keyword, vr = known
+        codec = _INTEGER.get(vr)
+        if codec is not None:
+            result[keyword] = codec.unpack_from(value)[0] if len(value) >= codec.size else None
         elif vr == "AT":
             result[keyword] = value
         else:
@@ -63,15 +81,11 @@ def decode_command(data: bytes) -> dict[str, Any]:
 def encode_command(**elements: Any) -> bytes:
     """Encode a command set from keywords; CommandGroupLength is computed."""
     body = bytearray()
-    for tag, keyword in sorted((tag_for_keyword(k), k) for k in elements):
-        if tag is None:
-            raise ValueError(f"unknown command element {keyword}")
-        value = elements[keyword]
-        if value is None:
-            continue
-        vr = dictionary_VR(tag)
-        if vr in _INTEGER:
-            raw = struct.pack(_INTEGER[vr], int(value))
+    present = [(*_by_keyword(k), v) for k, v in elements.items() if v is not None]
+    for tag, vr, value in sorted(present, key=lambda e: e[0]):
+        codec = _INTEGER.get(vr)
+        if codec is not None:
+            raw = codec.pack(int(value))
         else:
             raw = str(value).encode("ascii", "replace")
             if len(raw) % 2:

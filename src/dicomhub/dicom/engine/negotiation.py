@@ -102,11 +102,13 @@ def reject(result: int, source: int, diagnostic: int) -> bytes:
 def _in_requestor_order(
     proposed: list[PresentationContext], supported: list[PresentationContext]
 ) -> list[PresentationContext]:
-    """The supported contexts with transfer syntaxes in the requestor's order of preference.
+    """The supported contexts that were proposed, each with the proposed transfer syntaxes
+    it supports, in the requestor's order of preference.
 
     ``negotiate_as_acceptor`` takes the acceptor's first transfer syntax that was proposed;
     ordering ours like the requestor's makes it take the requestor's first supported one, so
-    an object arrives in the transfer syntax the sender prefers (usually its own).
+    an object arrives in the transfer syntax the sender prefers (usually its own).  Syntaxes
+    nobody proposed cannot be chosen and are left out: building a context validates each.
     """
     preferred: dict[str, list[str]] = {}
     for context in proposed:
@@ -120,7 +122,7 @@ def _in_requestor_order(
         first: list[str | bytes | UID] = [t for t in wanted if t in base.transfer_syntax]
         context = PresentationContext()
         context.abstract_syntax = base.abstract_syntax
-        context.transfer_syntax = first + [t for t in base.transfer_syntax if t not in first]
+        context.transfer_syntax = first
         context.scu_role = base.scu_role
         context.scp_role = base.scp_role
         result.append(context)
@@ -168,3 +170,102 @@ def accept(
         if cx.result == 0x00 and cx.context_id is not None
     }
     return pdu.encode(), accepted
+
+
+_FIXED = 74
+"""Bytes of an A-ASSOCIATE-RQ/AC PDU before its variable items (header, protocol version,
+called and calling AE titles, reserved field)."""
+CACHE_SIZE = 128
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What negotiating one set of variable items gave."""
+
+    peer_max_pdu: int
+    proposed: int
+    answer_items: bytes
+    accepted: dict[int, AcceptedContext]
+
+
+@dataclass
+class Negotiation:
+    """An A-ASSOCIATE-RQ on its way to an answer (see ``Negotiator``)."""
+
+    calling_ae_title: str
+    called_ae_title: str
+    peer_max_pdu: int
+    proposed: int
+    """How many presentation contexts were proposed."""
+    _rq: bytes = field(repr=False)
+    _outcome: _Outcome = field(repr=False)
+
+    def accept(self) -> tuple[bytes, dict[int, AcceptedContext]]:
+        """The A-ASSOCIATE-AC PDU and the accepted contexts."""
+        items = self._outcome.answer_items
+        body = (
+            self._rq[6:8]  # protocol version
+            + b"\x00\x00"
+            + self._rq[10:42]  # called and calling AE titles, as received (PS3.8 9.3.3)
+            + bytes(32)
+            + items
+        )
+        return HEADER.pack(0x02, 0, len(body)) + body, dict(self._outcome.accepted)
+
+
+class Negotiator:
+    """Negotiates associations for one acceptor, remembering recent answers.
+
+    A sender proposes the same presentation contexts and user information at every
+    association (a modality may open one per image), and decoding and answering them with
+    pynetdicom's codecs validates every UID on the way: some ten milliseconds for DCMTK's
+    128 storage contexts.  The answer depends only on the variable items of the request (and
+    on this acceptor's contexts), so it is kept, keyed by those bytes; the AE titles of the
+    answer are copied from each request.
+    """
+
+    def __init__(self, contexts: list[PresentationContext], max_pdu: int) -> None:
+        self.contexts = contexts
+        self.max_pdu = max_pdu
+        self._cache: dict[bytes, _Outcome] = {}
+
+    def request(self, rq: bytes) -> Negotiation:
+        """Read an A-ASSOCIATE-RQ PDU (header included); ``ProtocolError`` when malformed,
+        ``ApplicationContextNotSupported`` for a non-DICOM application context."""
+        if len(rq) < _FIXED:
+            raise ProtocolError("A-ASSOCIATE-RQ shorter than its fixed fields")
+        items = bytes(rq[_FIXED:])
+        outcome = self._cache.get(items)
+        if outcome is None:
+            request = decode_request(rq)
+            answer, accepted = accept(request, self.contexts, self.max_pdu)
+            outcome = _Outcome(
+                request.peer_max_pdu,
+                len(request.primitive.presentation_context_definition_list),
+                answer[_FIXED:],
+                accepted,
+            )
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[items] = outcome
+        return Negotiation(
+            _ae_title(bytes(rq[26:42])),
+            _ae_title(bytes(rq[10:26])),
+            outcome.peer_max_pdu,
+            outcome.proposed,
+            bytes(rq),
+            outcome,
+        )
+
+
+def _ae_title(raw: bytes) -> str:
+    """An AE title field, checked as pynetdicom's decoder checks it (PS3.5 AE)."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"AE title {raw!r} is not ASCII") from None
+    if any(ord(c) < 0x20 or c == "\\" for c in text):
+        raise ProtocolError(f"AE title {text!r} contains control characters or backslashes")
+    if not text.strip():
+        raise ProtocolError("AE title consists entirely of spaces")
+    return text.strip()

@@ -65,7 +65,7 @@ class PDV:
     data: memoryview
 
 
-def iter_pdvs(payload: bytes) -> Iterator[PDV]:
+def iter_pdvs(payload: bytes | memoryview) -> Iterator[PDV]:
     """Split a P-DATA-TF payload into its PDV items, checking every length."""
     view = memoryview(payload)
     offset, end = 0, len(payload)
