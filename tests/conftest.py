@@ -12,6 +12,9 @@ from sqlalchemy import create_engine, text
 
 from dicomhub.config import Settings, load_settings
 from dicomhub.runtime import Runtime, open_runtime
+from tests import pynetdicom_race
+
+pynetdicom_race.install()
 
 POSTGRES_URL = os.environ.get(
     "DICOMHUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -20,9 +20,11 @@ rejected (``duplicate_policy = "reject"``, the default) or replaces the stored c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +37,14 @@ from dicomhub.group_commit import GroupCommitter
 from dicomhub.header import KnownMeta, ParsedHeader, check_identity, read_header
 from dicomhub.index import positions
 from dicomhub.index.repository import AddOutcome, AddResult, IndexRepository, NewInstance
-from dicomhub.storage.base import BlobInfo, BlobStore, DualHasher, InMemoryObject, hash_stream
+from dicomhub.storage.base import (
+    BlobInfo,
+    BlobStore,
+    DualHasher,
+    InMemoryObject,
+    PendingBlobs,
+    hash_stream,
+)
 from dicomhub.storage.segments import SegmentKey, is_segment_key
 
 LOG = logging.getLogger(__name__)
@@ -122,6 +131,8 @@ class Ingest:
         self.committer: GroupCommitter[_Prepared, StoreResult | DicomhubError] = GroupCommitter(
             self._commit
         )
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="dicomhub-flush")
+        """Flushes a batch's segment records while its leader indexes them."""
 
     def store(self, request: IngestRequest) -> StoreResult:
         """Store one object durably; raise a ``DicomhubError`` saying why it was refused."""
@@ -180,25 +191,48 @@ class Ingest:
     # Step 2, in the batch leader's thread, for a batch ------------------------------------
 
     def _commit(self, batch: Sequence[_Prepared]) -> list[StoreResult | DicomhubError]:
+        """Write the in-memory objects, index the batch while they are flushed, and commit
+        the index once the flush is back (so no row ever points at a blob not durable)."""
         outcomes: dict[int, StoreResult | DicomhubError] = {}
         in_memory = [p for p in batch if p.memory is not None]
+        pending: PendingBlobs | None = None
         if in_memory:
             try:
-                blobs = self.blobs.put_objects([p.memory for p in in_memory if p.memory])
+                pending = self.blobs.begin_objects([p.memory for p in in_memory if p.memory])
             except DicomhubError as exc:
                 LOG.error("storing %d objects failed: %s", len(in_memory), exc)
                 for p in in_memory:
                     outcomes[id(p)] = exc
             else:
-                for p, blob in zip(in_memory, blobs, strict=True):
+                for p, blob in zip(in_memory, pending.infos, strict=True):
                     p.blob = blob
         ready = [p for p in batch if id(p) not in outcomes and p.blob is not None]
-        for p, added in zip(ready, self._index(ready), strict=True):
+        if pending is None:
+            indexed = self._index(ready)
+        else:
+            flushed = self._flusher.submit(pending.sync)
+            try:
+                indexed = self._index(ready, before_commit=flushed.result)
+                flushed.result()
+            except DicomhubError as exc:  # the flush failed: nothing of the batch is kept
+                pending.abort()
+                LOG.error("flushing %d objects failed: %s", len(in_memory), exc)
+                return [outcomes.get(id(p), exc) for p in batch]
+            except BaseException:
+                flushed.exception()  # never cut the segment under a running flush
+                pending.abort()
+                raise
+            pending.release()
+        for p, added in zip(ready, indexed, strict=True):
             outcomes[id(p)] = self._settle(p, added)
         return [outcomes[id(p)] for p in batch]
 
-    def _index(self, ready: list[_Prepared]) -> list[AddResult | DicomhubError]:
-        """Index the batch in one transaction; on its failure remove every blob."""
+    def _index(
+        self, ready: list[_Prepared], before_commit: Callable[[], object] | None = None
+    ) -> list[AddResult | DicomhubError]:
+        """Index the batch in one transaction; on its failure remove every blob.
+        ``before_commit`` runs last in the transaction (it waits for the blobs' flush and
+        raises if it failed)."""
         if not ready:
             return []
         replace = self.duplicate_policy == "replace"
@@ -215,12 +249,22 @@ class Ingest:
                     p.request.called_ae_title,
                 )
             )
-        durable, also = self._log_position(ready)
+        durable, position = self._log_position(ready)
+
+        def also(conn: Connection) -> None:
+            if position is not None:
+                position(conn)
+            if before_commit is not None:
+                before_commit()
+
         try:
             return self.repository.add_instances(items, durable=durable, also=also)
         except Exception as exc:
             for p in ready:
                 self._remove_blob(p)
+            if before_commit is not None:
+                with contextlib.suppress(DicomhubError):  # the caller hears of the flush
+                    before_commit()
             if isinstance(exc, DicomhubError):
                 return [exc] * len(ready)
             LOG.exception("indexing %d objects failed; their blobs were removed", len(ready))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBase
 from sqlalchemy import func, select
 
 from dicomhub.config import Settings
-from dicomhub.errors import CannotUnderstand, DuplicateSOPInstance, IndexFailure
+from dicomhub.errors import CannotUnderstand, DuplicateSOPInstance, IndexFailure, OutOfResources
 from dicomhub.index.schema import attachments, changes, instances, patients, series, studies
 from dicomhub.ingest import Ingest, IngestRequest, StoreStatus
 from dicomhub.runtime import Runtime, open_runtime
@@ -208,3 +210,32 @@ def test_ingest_with_memory_store(runtime: Runtime, tmp_path: Path) -> None:
     path = write_file(ds, tmp_path / "a.dcm")
     assert ingest.store(_request(path)).status is StoreStatus.STORED
     assert list(memory.blobs.values()) == [path.read_bytes()]
+
+
+def _in_memory(path: Path) -> IngestRequest:
+    return IngestRequest(path=None, take=True, source="test", content=bytearray(path.read_bytes()))
+
+
+def test_failed_flush_refuses_the_batch_and_keeps_nothing(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index is written while the segment is flushed; a flush that fails takes the
+    whole batch back: no index row, no record, and the next object is stored as usual."""
+
+    def failing(_fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    requests = [_in_memory(write_file(make_dataset(), tmp_path / f"{n}.dcm")) for n in range(3)]
+    prepared = [runtime.ingest._prepare(request) for request in requests]
+    monkeypatch.setattr(os, "fdatasync", failing)
+    results = runtime.ingest._commit(prepared)
+    assert all(isinstance(r, OutOfResources) for r in results), results
+    assert "flush failed: Input/output error" in str(results[0])
+    with pytest.raises(OutOfResources):
+        runtime.ingest.store(_in_memory(write_file(make_dataset(), tmp_path / "lone.dcm")))
+    assert runtime.repository.count_instances() == 0
+    assert _blob_files(runtime) == []
+    monkeypatch.undo()
+    assert runtime.ingest.store(requests[0]).status is StoreStatus.STORED
+    assert runtime.repository.count_instances() == 1
+    assert len(_blob_files(runtime)) == 1

@@ -38,7 +38,7 @@ from dicomhub.storage.base import (
     fsync_dir,
     hash_stream,
 )
-from dicomhub.storage.segments import SEGMENTS, SegmentStore, is_segment_key
+from dicomhub.storage.segments import SEGMENTS, Appending, SegmentStore, is_segment_key
 
 LOG = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -139,6 +139,35 @@ class StagingWriter:
         self.path.unlink(missing_ok=True)
 
 
+class PendingObjects:
+    """Objects written to a segment but not yet durable.
+
+    ``sync`` (from any thread) makes them durable; then ``release`` keeps them, or
+    ``abort`` cuts them off the segment.  No other objects are written in between, so the
+    caller may index the objects while they are being flushed and commit once ``sync`` is
+    back: the flush and the index work overlap, and the order blob-then-index still holds.
+    """
+
+    def __init__(self, infos: list[BlobInfo], appending: Appending) -> None:
+        self.infos = infos
+        self._appending = appending
+
+    def sync(self) -> None:
+        """Flush to stable storage; ``OutOfResources`` when the disk fails it."""
+        try:
+            self._appending.sync()
+        except OSError as exc:
+            raise _resource_error(exc, "flush") from exc
+
+    def release(self) -> None:
+        """Keep the objects (after a successful ``sync``)."""
+        self._appending.release()
+
+    def abort(self) -> None:
+        """Remove the objects again."""
+        self._appending.abort()
+
+
 class FilesystemBlobStore:
     """Blob store on a local (or mounted) filesystem.
 
@@ -174,18 +203,29 @@ class FilesystemBlobStore:
 
     def put_objects(self, objects: Sequence[InMemoryObject]) -> list[BlobInfo]:
         """Append in-memory objects to this process's segment with one ``fdatasync``."""
-        if not objects:
-            return []
+        pending = self.begin_objects(objects)
         try:
-            keys = self.segments.append([([o.data], bytes.fromhex(o.sha256)) for o in objects])
+            pending.sync()
+        except BaseException:
+            pending.abort()
+            raise
+        pending.release()
+        return pending.infos
+
+    def begin_objects(self, objects: Sequence[InMemoryObject]) -> PendingObjects:
+        """Write in-memory objects to this process's segment, not yet durable (see
+        ``PendingObjects``); ``OutOfResources`` when the disk refuses them."""
+        try:
+            appending = self.segments.begin([([o.data], bytes.fromhex(o.sha256)) for o in objects])
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRNOS:
                 raise _resource_error(exc, "write") from exc
             raise
-        return [
+        infos = [
             BlobInfo(key, len(o.data), o.sha256, o.content_sha256)
-            for key, o in zip(keys, objects, strict=True)
+            for key, o in zip(appending.keys, objects, strict=True)
         ]
+        return PendingObjects(infos, appending)
 
     def path_for(self, key: str) -> Path:
         """Where the blob ``key`` lives."""

@@ -12,6 +12,22 @@ from typing import BinaryIO
 from dicomhub.storage.base import BlobInfo, DualHasher, InMemoryObject
 
 
+class _Pending:
+    def __init__(self, store: MemoryBlobStore, infos: list[BlobInfo]) -> None:
+        self.infos = infos
+        self._store = store
+
+    def sync(self) -> None:
+        """Nothing to flush in memory."""
+
+    def release(self) -> None:
+        """The blobs stay."""
+
+    def abort(self) -> None:
+        for info in self.infos:
+            self._store.delete(info.key)
+
+
 class MemoryBlobStore:
     """Keeps blobs in a dict; same contract as ``FilesystemBlobStore`` minus durability."""
 
@@ -39,6 +55,10 @@ class MemoryBlobStore:
             self.blobs[key] = bytes(obj.data)
             infos.append(BlobInfo(key, len(obj.data), obj.sha256, obj.content_sha256))
         return infos
+
+    def begin_objects(self, objects: Sequence[InMemoryObject]) -> _Pending:
+        """Keep copies of the objects (nothing to flush)."""
+        return _Pending(self, self.put_objects(objects))
 
     def open(self, key: str) -> BinaryIO:
         """A read-only stream of the blob."""

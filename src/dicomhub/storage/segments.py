@@ -156,6 +156,40 @@ class _Active:
         os.close(self.fd)
 
 
+class Appending:
+    """Records written to the active segment, waiting to be made durable (see ``begin``)."""
+
+    def __init__(
+        self, store: SegmentStore, active: _Active, start: int, end: int, keys: list[str]
+    ) -> None:
+        self.keys = keys
+        self._store = store
+        self._active = active
+        self._start = start
+        self._end = end
+        self._done = False
+
+    def sync(self) -> None:
+        """Flush the records to stable storage (``OSError`` when the disk says no)."""
+        if self._store.fsync:
+            os.fdatasync(self._active.fd)
+
+    def release(self) -> None:
+        """The records stay: the segment goes on after them."""
+        if not self._done:
+            self._done = True
+            self._active.end = self._end
+            self._store._lock.release()
+
+    def abort(self) -> None:
+        """Cut the records off again (a failed flush, or nothing to keep)."""
+        if not self._done:
+            self._done = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._active.fd, self._start)
+            self._store._lock.release()
+
+
 class SegmentStore:
     """The segment files under ``root/segments`` and this process's active one."""
 
@@ -179,7 +213,21 @@ class SegmentStore:
         SHA-256 of their concatenation.  On any failure the segment is cut back to where it
         was, so nothing half-written stays, and the ``OSError`` is raised.
         """
-        with self._lock:
+        pending = self.begin(payloads)
+        try:
+            pending.sync()
+        except OSError:
+            pending.abort()
+            raise
+        pending.release()
+        return pending.keys
+
+    def begin(self, payloads: Sequence[tuple[Sequence[bytes | bytearray], bytes]]) -> Appending:
+        """Write one record per payload, not yet durable: the caller syncs them (``sync``,
+        from any thread), then ``release``s the segment or ``abort``s, which cuts the records
+        off again.  Until then no other append can start."""
+        self._lock.acquire()
+        try:
             active = self._writable(
                 sum(sum(map(len, parts)) + HEADER.size for parts, _ in payloads)
             )
@@ -193,14 +241,14 @@ class SegmentStore:
                     _pwrite_all(active.fd, [header, *parts], position)
                     keys.append(str(SegmentKey(active.name, position + HEADER.size, length)))
                     position += HEADER.size + length
-                if self.fsync:
-                    os.fdatasync(active.fd)
             except OSError:
                 with contextlib.suppress(OSError):
                     os.ftruncate(active.fd, start)
                 raise
-            active.end = position
-            return keys
+        except BaseException:
+            self._lock.release()
+            raise
+        return Appending(self, active, start, position, keys)
 
     def _writable(self, size: int) -> _Active:
         active = self._active

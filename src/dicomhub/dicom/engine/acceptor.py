@@ -49,6 +49,7 @@ class AsyncioDicomServer:
             acse_timeout=settings.acse_timeout,
             dimse_timeout=settings.dimse_timeout,
             network_timeout=settings.network_timeout,
+            inline_stores=runtime.db.is_sqlite,
         )
         self.tls = server_context(settings)
         self.loop = _new_loop()

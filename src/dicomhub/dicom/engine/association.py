@@ -88,6 +88,9 @@ class EngineContext:
     dimse_timeout: float
     network_timeout: float
     memory_object_limit: int = MEMORY_LIMIT
+    inline_stores: bool = False
+    """In-memory objects of a lone association may be stored in the event loop's thread
+    (an embedded SQLite index: no network round trip blocks the loop)."""
     active: set[Association] = field(default_factory=set)
 
 
@@ -466,6 +469,12 @@ class Association:
         LOG.info("C-ECHO from %s: 0x0000", self.info)
         await self._respond(message, cmd.C_ECHO_RSP, 0x0000)
 
+    def _alone(self) -> bool:
+        """Whether a received object is best stored right here in the event loop: with one
+        association and an embedded index, nobody else waits for the loop, and two thread
+        hand-overs would cost more than the store itself."""
+        return self.engine.inline_stores and len(self.engine.active) == 1
+
     async def _c_store(self, message: Message) -> None:
         sop_instance = str(message.command.get("AffectedSOPInstanceUID", ""))
         writer = message.writer
@@ -481,7 +490,11 @@ class Association:
                 spooled.content,
                 KnownMeta(writer.prefix_length, str(message.context.transfer_syntax)),
             )
-            result = await self._run(self.engine.services.store.store, self.info, request)
+            store = self.engine.services.store.store
+            if writer.in_memory and self._alone():
+                result = store(self.info, request)
+            else:
+                result = await self._run(store, self.info, request)
         except DicomhubError as exc:
             LOG.warning(
                 "C-STORE %s from %s refused: 0x%04X %s",
