@@ -24,11 +24,17 @@ MAX_BATCH = 64
 class GroupCommitter(Generic[Item, Result]):
     """Runs ``process(batch)`` for items submitted from any thread, a batch at a time.
 
-    There is no thread of its own: the first caller to find no batch running becomes the
-    leader and processes every item queued at that moment, its own included; callers that
-    arrive meanwhile queue theirs and wait, and the next leader takes them all.  A lone caller
-    thus runs its item at once on its own thread, without a hand-over.  ``process`` returns
-    one result per item, in order; an exception it raises fails every item of the batch.
+    ``run`` is for a caller that waits: the first caller to find no batch running becomes
+    the leader and processes every item queued at that moment, its own included; callers
+    that arrive meanwhile queue theirs and wait, and the next leader takes them all.  A lone
+    caller thus runs its item at once on its own thread, without a hand-over.
+
+    ``submit`` is for a caller that must not wait (an event loop): the item is queued and a
+    thread of the committer's own leads the batches of such items, taking whatever else is
+    queued too; the caller is called back from that thread with the item's future.
+
+    ``process`` returns one result per item, in order; an exception it raises fails every
+    item of the batch.
     """
 
     def __init__(self, process: Callable[[Sequence[Item]], Sequence[Result]]) -> None:
@@ -36,6 +42,8 @@ class GroupCommitter(Generic[Item, Result]):
         self._pending: list[tuple[Item, Future[Result]]] = []
         self._pending_lock = threading.Lock()
         self._leader = threading.Lock()
+        self._submitted = threading.Condition(self._pending_lock)
+        self._thread: threading.Thread | None = None
 
     def run(self, item: Item) -> Result:
         """Process ``item`` in the next batch and return its result (or raise its error)."""
@@ -46,13 +54,43 @@ class GroupCommitter(Generic[Item, Result]):
             with self._leader:
                 if future.done():
                     break
-                with self._pending_lock:
-                    batch = self._pending[:MAX_BATCH]
-                    del self._pending[:MAX_BATCH]
-                self._run_batch(batch)
+                self._run_batch(self._take())
         return future.result()
 
+    def submit(self, item: Item, done: Callable[[Future[Result]], None]) -> None:
+        """Queue ``item``; ``done(future)`` is called, from another thread, once it is
+        processed."""
+        future: Future[Result] = Future()
+        future.add_done_callback(done)
+        with self._pending_lock:
+            self._pending.append((item, future))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._lead, name="dicomhub-commit", daemon=True
+                )
+                self._thread.start()
+            self._submitted.notify()
+
+    def _take(self) -> list[tuple[Item, Future[Result]]]:
+        with self._pending_lock:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+        return batch
+
+    def _lead(self) -> None:
+        """The committer's own thread: leads batches while submitted items wait."""
+        while True:
+            with self._pending_lock:
+                while not self._pending:
+                    self._submitted.wait()
+            with self._leader:
+                batch = self._take()
+                if batch:
+                    self._run_batch(batch)
+
     def _run_batch(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+        if not batch:
+            return
         try:
             results = self._process([item for item, _ in batch])
             if len(results) != len(batch):

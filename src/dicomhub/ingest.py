@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -94,7 +94,7 @@ class StoreResult:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """An object checked and ready for the group commit."""
 
     request: IngestRequest
@@ -102,6 +102,11 @@ class _Prepared:
     blob: BlobInfo | None
     """Already durable (a file); None for an in-memory object, written by the batch."""
     memory: InMemoryObject | None = None
+
+    @property
+    def known(self) -> bool:
+        """Already stored with the same data set: nothing to write (a re-imported file)."""
+        return self.blob is None and self.memory is None
 
     def result(self, status: StoreStatus) -> StoreResult:
         parsed = self.parsed
@@ -128,7 +133,7 @@ class Ingest:
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
         self._position_recorded = 0.0
-        self.committer: GroupCommitter[_Prepared, StoreResult | DicomhubError] = GroupCommitter(
+        self.committer: GroupCommitter[Prepared, StoreResult | DicomhubError] = GroupCommitter(
             self._commit
         )
         self._flusher = ThreadPoolExecutor(1, thread_name_prefix="dicomhub-flush")
@@ -136,21 +141,49 @@ class Ingest:
 
     def store(self, request: IngestRequest) -> StoreResult:
         """Store one object durably; raise a ``DicomhubError`` saying why it was refused."""
-        try:
-            prepared = self._prepare(request)
-        finally:
-            if request.take and request.path is not None:
-                request.path.unlink(missing_ok=True)
-        if prepared.blob is None and prepared.memory is None:
+        prepared = self.prepare(request)
+        if prepared.known:
             return prepared.result(StoreStatus.DUPLICATE)
         outcome = self.committer.run(prepared)
         if isinstance(outcome, DicomhubError):
             raise outcome
         return outcome
 
+    def commit(
+        self, prepared: Prepared, done: Callable[[StoreResult | DicomhubError], None]
+    ) -> None:
+        """Step 2 of ``store`` for a caller that must not wait (an event loop): ``done`` is
+        called with the outcome from the thread that committed the batch (or at once, for an
+        object already stored)."""
+        if prepared.known:
+            done(prepared.result(StoreStatus.DUPLICATE))
+            return
+
+        def finished(future: Future[StoreResult | DicomhubError]) -> None:
+            error = future.exception()
+            if error is None:
+                done(future.result())
+            elif isinstance(error, DicomhubError):
+                done(error)
+            else:
+                LOG.error("committing %s failed: %s", prepared.parsed.text("SOPInstanceUID"), error)
+                done(IndexFailure(f"index error: {type(error).__name__}"))
+
+        self.committer.submit(prepared, finished)
+
     # Step 1, in the caller's thread -------------------------------------------------------
 
-    def _prepare(self, request: IngestRequest) -> _Prepared:
+    def prepare(self, request: IngestRequest) -> Prepared:
+        """Step 1 of ``store``: parse and check the header, compute checksums, and make an
+        object held in a file a durable blob (a staging file is consumed, stored or not).
+        ``DicomhubError`` says why the object is refused."""
+        try:
+            return self._prepare(request)
+        finally:
+            if request.take and request.path is not None:
+                request.path.unlink(missing_ok=True)
+
+    def _prepare(self, request: IngestRequest) -> Prepared:
         if request.content is not None:
             parsed = read_header(request.content, request.known)
         elif request.path is not None:
@@ -159,7 +192,7 @@ class Ingest:
             raise ValueError("an ingest request needs a path or content")
         check_identity(parsed, request.expected_sop_class_uid, request.expected_sop_instance_uid)
         parsed.header  # noqa: B018 - an undecodable value is refused here, before storing
-        prepared = _Prepared(request, parsed, None)
+        prepared = Prepared(request, parsed, None)
         if request.content is not None:
             prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
             return prepared
@@ -190,7 +223,7 @@ class Ingest:
 
     # Step 2, in the batch leader's thread, for a batch ------------------------------------
 
-    def _commit(self, batch: Sequence[_Prepared]) -> list[StoreResult | DicomhubError]:
+    def _commit(self, batch: Sequence[Prepared]) -> list[StoreResult | DicomhubError]:
         """Write the in-memory objects, index the batch while they are flushed, and commit
         the index once the flush is back (so no row ever points at a blob not durable)."""
         outcomes: dict[int, StoreResult | DicomhubError] = {}
@@ -228,7 +261,7 @@ class Ingest:
         return [outcomes[id(p)] for p in batch]
 
     def _index(
-        self, ready: list[_Prepared], before_commit: Callable[[], object] | None = None
+        self, ready: list[Prepared], before_commit: Callable[[], object] | None = None
     ) -> list[AddResult | DicomhubError]:
         """Index the batch in one transaction; on its failure remove every blob.
         ``before_commit`` runs last in the transaction (it waits for the blobs' flush and
@@ -271,7 +304,7 @@ class Ingest:
             return [IndexFailure(f"index error: {type(exc).__name__}")] * len(ready)
 
     def _log_position(
-        self, ready: list[_Prepared]
+        self, ready: list[Prepared]
     ) -> tuple[bool, Callable[[Connection], None] | None]:
         """Whether the index commit must reach the disk itself, and the segment position to
         record with it.
@@ -299,9 +332,7 @@ class Ingest:
 
         return durable, advance
 
-    def _settle(
-        self, p: _Prepared, added: AddResult | DicomhubError
-    ) -> StoreResult | DicomhubError:
+    def _settle(self, p: Prepared, added: AddResult | DicomhubError) -> StoreResult | DicomhubError:
         if isinstance(added, DicomhubError):
             self._remove_blob(p)
             return added
@@ -319,7 +350,7 @@ class Ingest:
             return p.result(StoreStatus.REPLACED)
         return p.result(StoreStatus.STORED)
 
-    def _remove_blob(self, p: _Prepared) -> None:
+    def _remove_blob(self, p: Prepared) -> None:
         if p.blob is not None:
             try:
                 self.blobs.delete(p.blob.key)

@@ -4,7 +4,8 @@ failed batch fails every item in it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 import pytest
 
@@ -66,3 +67,84 @@ def test_failed_batch_fails_each_item() -> None:
     committer2: GroupCommitter[int, int] = GroupCommitter(lambda batch: [])
     with pytest.raises(RuntimeError, match="0 results for a batch of 1"):
         committer2.run(1)
+
+
+def test_submitted_items_are_committed_by_the_committers_thread_and_batched() -> None:
+    release = threading.Event()
+    batches: list[tuple[str, list[int]]] = []
+
+    def process(batch: Sequence[int]) -> list[int]:
+        batches.append((threading.current_thread().name, list(batch)))
+        if len(batches) == 1:
+            release.wait(10)
+        return [item * 3 for item in batch]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(process)
+    outcomes: dict[int, int] = {}
+    all_done = threading.Event()
+
+    def done_for(item: int) -> Callable[[Future[int]], None]:
+        def done(future: Future[int]) -> None:
+            outcomes[item] = future.result()
+            if len(outcomes) == 6:
+                all_done.set()
+
+        return done
+
+    committer.submit(0, done_for(0))
+    while not batches:
+        threading.Event().wait(0.001)
+    for item in range(1, 6):  # queued while the first batch runs
+        committer.submit(item, done_for(item))
+    release.set()
+    assert all_done.wait(10)
+    assert outcomes == {i: 3 * i for i in range(6)}
+    assert {name for name, _ in batches} == {"dicomhub-commit"}
+    assert batches[0][1] == [0] and batches[1][1] == [1, 2, 3, 4, 5]
+
+
+def test_waiting_and_submitting_callers_share_batches() -> None:
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def process(batch: Sequence[int]) -> list[int]:
+        batches.append(list(batch))
+        if len(batches) == 1:
+            release.wait(10)
+        return list(batch)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(process)
+    first = threading.Thread(target=committer.run, args=(0,))
+    first.start()
+    while not batches:
+        threading.Event().wait(0.001)
+    submitted: list[Future[int]] = []
+    committer.submit(1, submitted.append)
+    waiter = threading.Thread(target=committer.run, args=(2,))
+    waiter.start()
+    threading.Event().wait(0.1)
+    release.set()
+    first.join(10)
+    waiter.join(10)
+    deadline = threading.Event()
+    while not submitted and not deadline.wait(0.01):
+        pass
+    assert submitted[0].result() == 1
+    assert sorted(batches[1]) == [1, 2]
+
+
+def test_a_failed_batch_reaches_the_submitters() -> None:
+    def process(batch: Sequence[int]) -> list[int]:
+        raise OSError("disk gone")
+
+    committer: GroupCommitter[int, int] = GroupCommitter(process)
+    failures: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def done(future: Future[int]) -> None:
+        failures.append(future.exception())
+        finished.set()
+
+    committer.submit(1, done)
+    assert finished.wait(10)
+    assert isinstance(failures[0], OSError)

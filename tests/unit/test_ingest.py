@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,15 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBase
 from sqlalchemy import func, select
 
 from dicomhub.config import Settings
-from dicomhub.errors import CannotUnderstand, DuplicateSOPInstance, IndexFailure, OutOfResources
+from dicomhub.errors import (
+    CannotUnderstand,
+    DicomhubError,
+    DuplicateSOPInstance,
+    IndexFailure,
+    OutOfResources,
+)
 from dicomhub.index.schema import attachments, changes, instances, patients, series, studies
-from dicomhub.ingest import Ingest, IngestRequest, StoreStatus
+from dicomhub.ingest import Ingest, IngestRequest, StoreResult, StoreStatus
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
 
@@ -239,3 +246,30 @@ def test_failed_flush_refuses_the_batch_and_keeps_nothing(
     assert runtime.ingest.store(requests[0]).status is StoreStatus.STORED
     assert runtime.repository.count_instances() == 1
     assert len(_blob_files(runtime)) == 1
+
+
+def test_commit_calls_back_with_the_outcome(runtime: Runtime, tmp_path: Path) -> None:
+    """The event loop's way in: prepare, then commit with a callback, never waiting."""
+    outcomes: list[StoreResult | DicomhubError] = []
+    finished = threading.Event()
+
+    def done(outcome: StoreResult | DicomhubError) -> None:
+        outcomes.append(outcome)
+        finished.set()
+
+    path = write_file(make_dataset(), tmp_path / "a.dcm")
+    runtime.ingest.commit(runtime.ingest.prepare(_in_memory(path)), done)
+    assert finished.wait(30)
+    assert isinstance(outcomes[0], StoreResult) and outcomes[0].status is StoreStatus.STORED
+    finished.clear()
+    conflicting = make_dataset(sop_uid=outcomes[0].sop_instance_uid, patient_id="OTHER")
+    request = _in_memory(write_file(conflicting, tmp_path / "b.dcm"))
+    runtime.ingest.commit(runtime.ingest.prepare(request), done)
+    assert finished.wait(30)
+    assert isinstance(outcomes[1], DuplicateSOPInstance)
+    finished.clear()
+    known = runtime.ingest.prepare(_request(path))  # the same file again: nothing to write
+    runtime.ingest.commit(known, done)
+    assert finished.is_set()  # at once, in the caller's thread
+    assert isinstance(outcomes[2], StoreResult) and outcomes[2].status is StoreStatus.DUPLICATE
+    assert runtime.repository.count_instances() == 1

@@ -59,6 +59,7 @@ from dicomhub.index.commitments import State as CommitmentState
 from dicomhub.index.commitments import Transaction
 from dicomhub.index.query import InformationModel
 from dicomhub.index.repository import StoredInstance
+from dicomhub.ingest import Prepared, StoreResult
 from dicomhub.storage.filesystem import FilesystemBlobStore
 from dicomhub.storage.spool import MEMORY_LIMIT, Spool
 
@@ -469,6 +470,21 @@ class Association:
         LOG.info("C-ECHO from %s: 0x0000", self.info)
         await self._respond(message, cmd.C_ECHO_RSP, 0x0000)
 
+    async def _committed(self, prepared: Prepared) -> StoreResult:
+        """Hand a prepared object to the group commit and wait for its outcome without
+        holding a thread (the commit thread calls back into the loop)."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[StoreResult | DicomhubError] = loop.create_future()
+
+        def done(result: StoreResult | DicomhubError) -> None:
+            loop.call_soon_threadsafe(_resolve, outcome, result)
+
+        self.engine.services.store.commit(prepared, done)
+        result = await outcome
+        if isinstance(result, DicomhubError):
+            raise result
+        return result
+
     def _alone(self) -> bool:
         """Whether a received object is best stored right here in the event loop: with one
         association and an embedded index, nobody else waits for the loop, and two thread
@@ -490,11 +506,13 @@ class Association:
                 spooled.content,
                 KnownMeta(writer.prefix_length, str(message.context.transfer_syntax)),
             )
-            store = self.engine.services.store.store
-            if writer.in_memory and self._alone():
-                result = store(self.info, request)
+            service = self.engine.services.store
+            if not writer.in_memory:
+                result = await self._run(service.store, self.info, request)
+            elif self._alone():
+                result = service.store(self.info, request)
             else:
-                result = await self._run(store, self.info, request)
+                result = await self._committed(service.prepare(self.info, request))
         except DicomhubError as exc:
             LOG.warning(
                 "C-STORE %s from %s refused: 0x%04X %s",
@@ -1074,6 +1092,13 @@ class _Response:
                 "NumberOfWarningSuboperations": response.warning,
             },
         )
+
+
+def _resolve(
+    outcome: asyncio.Future[StoreResult | DicomhubError], result: StoreResult | DicomhubError
+) -> None:
+    if not outcome.done():  # the association may have been cut meanwhile
+        outcome.set_result(result)
 
 
 def _command_refusal(message: Message) -> tuple[int, str] | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dicomhub.config import Service
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
+from dicomhub.errors import DicomhubError
 from dicomhub.header import KnownMeta
-from dicomhub.ingest import Ingest, IngestRequest, StoreResult
+from dicomhub.ingest import Ingest, IngestRequest, Prepared, StoreResult
 from dicomhub.storage.base import DualHasher
 
 
@@ -34,23 +36,35 @@ class StoreService:
 
     def store(self, association: AssociationInfo, request: StoreRequest) -> StoreResult:
         """Ingest the received object (a staging file is always consumed, stored or not)."""
+        return self.ingest.store(self._checked(association, request))
+
+    def prepare(self, association: AssociationInfo, request: StoreRequest) -> Prepared:
+        """The first half of ``store`` for an object received in memory (parse and check,
+        no waiting: it may run in the event loop); ``commit`` finishes it."""
+        return self.ingest.prepare(self._checked(association, request))
+
+    def commit(
+        self, prepared: Prepared, done: Callable[[StoreResult | DicomhubError], None]
+    ) -> None:
+        """The second half: ``done`` is called with the outcome from the committing thread."""
+        self.ingest.commit(prepared, done)
+
+    def _checked(self, association: AssociationInfo, request: StoreRequest) -> IngestRequest:
         try:
             self.access.check_service(association, Service.STORAGE)
         except Exception:
             if request.path is not None:
                 request.path.unlink(missing_ok=True)
             raise
-        return self.ingest.store(
-            IngestRequest(
-                path=request.path,
-                take=True,
-                source="C-STORE",
-                calling_ae_title=association.calling_ae_title,
-                called_ae_title=association.called_ae_title,
-                expected_sop_class_uid=request.affected_sop_class_uid,
-                expected_sop_instance_uid=request.affected_sop_instance_uid,
-                hashed=request.hashed,
-                content=request.content,
-                known=request.known,
-            )
+        return IngestRequest(
+            path=request.path,
+            take=True,
+            source="C-STORE",
+            calling_ae_title=association.calling_ae_title,
+            called_ae_title=association.called_ae_title,
+            expected_sop_class_uid=request.affected_sop_class_uid,
+            expected_sop_instance_uid=request.affected_sop_instance_uid,
+            hashed=request.hashed,
+            content=request.content,
+            known=request.known,
         )
