@@ -97,7 +97,7 @@ class Printed:
     """What one dcmpsprt + dcmprscu run did."""
 
     output: str
-    films: list[dict[str, Any]]
+    films: list[Any]
 
 
 class Printer:
