@@ -76,7 +76,7 @@ class PrintScu:
         return self._response(status), reply
 
     def set(
-        self, data: Dataset, sop_class: str, uid: str, meta: str = GRAY
+        self, data: Dataset, sop_class: str, uid: str, meta: str | None = GRAY
     ) -> tuple[Dataset, Dataset | None]:
         status, reply = self.assoc.send_n_set(data, sop_class, uid, meta_uid=meta)
         return self._response(status), reply
