@@ -582,7 +582,8 @@ def test_film_sessions_end_with_their_association(
     assert job is not None and job.number_of_copies == 3
     page = jobs.job_page()
     assert [view.job.sop_instance_uid for view in page.items] == [job_uid]
-    assert [film.film_box_uid for film in page.items[0].films] == [film_box_uid]
+    assert [film.printed.film_box_uid for film in page.items[0].films] == [film_box_uid]
+    assert page.items[0].films[0].archived is None  # the test hook archives nothing
     other.assoc.release()
     assert _eventually_gone(jobs, other_session)
 

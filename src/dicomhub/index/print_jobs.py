@@ -112,13 +112,9 @@ class PrintedFilm:
 
 
 @dataclass(frozen=True)
-class PrintFilm:
-    """One film of a print job; the archive fields are empty unless print-to-archive stored it."""
+class ArchivedFilm:
+    """Where print-to-archive stored a film."""
 
-    position: int
-    film_box_uid: str
-    image_display_format: str
-    image_boxes: int
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
@@ -127,20 +123,16 @@ class PrintFilm:
     rows: int
     columns: int
     color: bool
-    created_at: datetime
 
 
 @dataclass(frozen=True)
-class ArchivedFilm:
-    """Where print-to-archive stored a film."""
+class PrintFilm:
+    """One film of a print job: what was printed and, when print-to-archive stored it, where."""
 
-    sop_instance_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
-    png: str
-    rows: int
-    columns: int
-    color: bool
+    position: int
+    printed: PrintedFilm
+    archived: ArchivedFilm | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -205,11 +197,7 @@ def _object(row: Any) -> PrintObject:
 
 def _film(row: Any) -> PrintFilm:
     m = row._mapping
-    return PrintFilm(
-        position=int(m["position"]),
-        film_box_uid=m["film_box_uid"],
-        image_display_format=m["image_display_format"],
-        image_boxes=int(m["image_boxes"]),
+    archived = ArchivedFilm(
         sop_instance_uid=m["sop_instance_uid"],
         study_instance_uid=m["study_instance_uid"],
         series_instance_uid=m["series_instance_uid"],
@@ -217,6 +205,11 @@ def _film(row: Any) -> PrintFilm:
         rows=int(m["rows"]),
         columns=int(m["columns"]),
         color=bool(m["color"]),
+    )
+    return PrintFilm(
+        position=int(m["position"]),
+        printed=PrintedFilm(m["film_box_uid"], m["image_display_format"], int(m["image_boxes"])),
+        archived=archived if archived.sop_instance_uid else None,
         created_at=as_utc(m["created_at"]) or utc_now(),
     )
 
