@@ -243,6 +243,15 @@ class PrintJobFailed(DicomhubError):
     summary = "failure: unable to create print job"
 
 
+class ImageTooLarge(DicomhubError):
+    """An image is larger than its image box and the SCU asked for failure rather than
+    decimation or cropping (Requested Decimate/Crop Behavior FAIL; PS3.4 H.4.3, H.4.2.2.4)."""
+
+    dimse_status = 0xC603
+    http_status = 422
+    summary = "failure: image size is larger than image box size"
+
+
 class PrintRelayFailed(PrintJobFailed):
     """The printer a print job is relayed to refused it or could not be reached; the text
     says what the printer answered."""
@@ -274,5 +283,6 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     NoSuchActionType,
     FilmSessionEmpty,
     PrintJobFailed,
+    ImageTooLarge,
 )
 """Every outcome class, in the order the conformance statement lists them."""

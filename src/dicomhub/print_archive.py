@@ -4,7 +4,8 @@ This is the print service's ``compose`` hook.  The film box is composed at the c
 film resolution (``imaging.film``), stored through the one ingest path (source ``print``)
 in the study the identity rule picks (the printed images' own study when dicomhub holds
 them, else a print study per calling AE and day), and kept as a PNG next to the archive
-(``data_dir/print/<SOP Instance UID>.png``, a name dicomhub generated) for the web.
+(``data_dir/print/<SOP Instance UID>.png``, a name dicomhub generated) for the web.  The film
+row of the print job (``print_films``) then records the stored instance and its PNG.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dicomhub.imaging.film import (
     film_secondary_capture,
     print_study_identity,
 )
-from dicomhub.index.print_jobs import FilmJob
+from dicomhub.index.print_jobs import ArchivedFilm, FilmJob, PrintRepository
 from dicomhub.index.query import FindService, InformationModel
 from dicomhub.index.repository import IndexRepository
 from dicomhub.ingest import Ingest, IngestRequest
@@ -41,11 +42,14 @@ class PrintArchiver:
         ingest: Ingest,
         repository: IndexRepository,
         finder: FindService,
+        print_jobs: PrintRepository | None = None,
     ) -> None:
         self.settings = settings
         self.ingest = ingest
         self.repository = repository
         self.finder = finder
+        self.print_jobs = print_jobs
+        """Where the stored film is recorded against its print job (None: not recorded)."""
         self.png_dir = settings.data_dir.absolute() / "print"
 
     def __call__(self, job: FilmJob) -> None:
@@ -69,6 +73,21 @@ class PrintArchiver:
             )
         )
         png = self._keep_png(result.sop_instance_uid, film_png(pixels))
+        film_box_uid = str(job.film_box.get("SOPInstanceUID") or "")
+        if self.print_jobs is not None and job.print_job_uid and film_box_uid:
+            self.print_jobs.record_archived_film(
+                job.print_job_uid,
+                film_box_uid,
+                ArchivedFilm(
+                    sop_instance_uid=result.sop_instance_uid,
+                    study_instance_uid=result.study_instance_uid,
+                    series_instance_uid=identity.series_uid,
+                    png=f"{self.png_dir.name}/{png.name}",
+                    rows=int(pixels.shape[0]),
+                    columns=int(pixels.shape[1]),
+                    color=pixels.ndim == 3,
+                ),
+            )
         LOG.info(
             "print job %s: film %dx%d stored as %s in study %s (%s)",
             job.print_job_uid,

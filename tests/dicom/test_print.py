@@ -7,6 +7,8 @@ and the print job recorded in the index with the film handed to the ``compose`` 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,7 +76,7 @@ class PrintScu:
         return self._response(status), reply
 
     def set(
-        self, data: Dataset, sop_class: str, uid: str, meta: str = GRAY
+        self, data: Dataset, sop_class: str, uid: str, meta: str | None = GRAY
     ) -> tuple[Dataset, Dataset | None]:
         status, reply = self.assoc.send_n_set(data, sop_class, uid, meta_uid=meta)
         return self._response(status), reply
@@ -422,3 +424,174 @@ def test_presentation_lut(scu: PrintScu) -> None:
     assert scu.create(data, PRESENTATION_LUT, meta=None)[0].Status == 0x0106
     assert scu.delete(PRESENTATION_LUT, lut_uid, meta=None).Status == 0x0000
     assert scu.delete(PRESENTATION_LUT, lut_uid, meta=None).Status == 0x0112
+
+
+# Refusals and warnings with the standard's statuses ----------------------------------------
+
+
+def _refused(caplog: pytest.LogCaptureFixture, status: int) -> list[str]:
+    return [m for m in caplog.messages if f"0x{status:04X}" in m]
+
+
+def _big_image_box(position: int, **attributes: Any) -> Dataset:
+    box = grayscale_image_box(position, 16, 16)
+    for keyword, value in attributes.items():
+        setattr(box, keyword, value)
+    return box
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status"),
+    [("DECIMATE", 0xB60A), ("CROP", 0xB609), (None, 0xB604), ("FAIL", 0xC603)],
+)
+def test_image_larger_than_its_box(
+    scu: PrintScu,
+    printed: tuple[Listener, list[FilmJob]],
+    caplog: pytest.LogCaptureFixture,
+    behaviour: str | None,
+    status: int,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub.dicom")
+    _, films = printed
+    session_uid = scu.session()
+    created, box = scu.film_box(session_uid, "STANDARD\\2,2")
+    assert box is not None
+    uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    # 300 mm wide: far wider than a quarter of an 8x10 inch film
+    attributes = {"RequestedImageSize": "300"}
+    if behaviour:
+        attributes["RequestedDecimateCropBehavior"] = behaviour
+    answer, _ = scu.set(_big_image_box(1, **attributes), BASIC_GRAYSCALE_IMAGE_BOX, uid)
+    assert answer.Status == status
+    assert answer.AffectedSOPClassUID == BASIC_GRAYSCALE_IMAGE_BOX
+    assert "larger than" in str(answer.ErrorComment)
+    assert _refused(caplog, status), caplog.messages
+    printed_status, _ = scu.action(BASIC_FILM_BOX, str(created.AffectedSOPInstanceUID))
+    if status == 0xC603:
+        # the image was refused: nothing to print, the empty-page warning
+        assert printed_status.Status == 0xB603
+    else:
+        assert printed_status.Status == status  # the print repeats the warning
+        assert "larger than" in str(printed_status.ErrorComment)
+    assert len(films) == 1
+
+
+def test_print_refuses_an_image_that_no_longer_fits(
+    scu: PrintScu, printed: tuple[Listener, list[FilmJob]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub.dicom")
+    server, films = printed
+    session_uid = scu.session()
+    created, box = scu.film_box(session_uid, "STANDARD\\4,4")
+    assert box is not None
+    film_box_uid = str(created.AffectedSOPInstanceUID)
+    uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    image = grayscale_image_box(1)
+    item = image.BasicGrayscaleImageSequence[0]
+    item.Rows = item.Columns = 300
+    item.PixelData = bytes(300 * 300)
+    image.RequestedDecimateCropBehavior = "FAIL"
+    assert scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, uid)[0].Status == 0x0000  # scaled to fit
+    change = Dataset()
+    change.MagnificationType = "NONE"  # one image pixel per film pixel: 300 > a 2 inch cell
+    assert scu.set(change, BASIC_FILM_BOX, film_box_uid)[0].Status == 0x0000
+    status, reply = scu.action(BASIC_FILM_BOX, film_box_uid)
+    assert status.Status == 0xC603
+    assert "image box 1" in str(status.ErrorComment)
+    assert reply is None
+    assert films == []
+    assert repository(server).jobs() == []  # refused before a print job was recorded
+    assert _refused(caplog, 0xC603), caplog.messages
+
+
+@pytest.mark.parametrize("display", ["STANDARD\\40,1", "STANDARD\\11,10", "ROW\\30,30"])
+def test_too_many_image_boxes(scu: PrintScu, display: str) -> None:
+    session_uid = scu.session()
+    status, _ = scu.film_box(session_uid, display)
+    assert status.Status == 0x0106
+    assert status.AffectedSOPClassUID == BASIC_FILM_BOX
+    assert "ImageDisplayFormat" in str(status.ErrorComment) or "image boxes" in str(
+        status.ErrorComment
+    )
+
+
+def test_deleted_and_unknown_instances(
+    scu: PrintScu, printed: tuple[Listener, list[FilmJob]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub.dicom")
+    session_uid = scu.session()
+    created, box = scu.film_box(session_uid, "STANDARD\\1,1")
+    assert box is not None
+    film_box_uid = str(created.AffectedSOPInstanceUID)
+    image_box_uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    assert scu.delete(BASIC_FILM_BOX, film_box_uid).Status == 0x0000
+    # the deleted film box and its image box are gone
+    for status in (
+        scu.action(BASIC_FILM_BOX, film_box_uid)[0],
+        scu.set(_copies(1), BASIC_FILM_BOX, film_box_uid)[0],
+        scu.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0],
+        scu.set(_copies(1), BASIC_FILM_SESSION, generate_uid())[0],
+        scu.action(BASIC_FILM_SESSION, generate_uid())[0],
+        scu.get(PRINT_JOB, generate_uid(), meta=None)[0],
+    ):
+        assert status.Status == 0x0112
+        assert status.ErrorComment
+    assert len(_refused(caplog, 0x0112)) == 6
+    # the session is still there, now without film box
+    assert scu.action(BASIC_FILM_SESSION, session_uid)[0].Status == 0xC600
+
+
+def test_empty_film_session_prints_with_a_warning(scu: PrintScu) -> None:
+    session_uid = scu.session()
+    scu.film_box(session_uid, "STANDARD\\1,2")
+    status, reply = scu.action(BASIC_FILM_SESSION, session_uid)
+    assert status.Status == 0xB602
+    assert status.ErrorComment == "no image box was set"
+    assert reply is not None and reply.ReferencedPrintJobSequence
+
+
+# Association scope and the print job listing -------------------------------------------------
+
+
+def test_film_sessions_end_with_their_association(
+    printed: tuple[Listener, list[FilmJob]],
+) -> None:
+    server, _ = printed
+    first = PrintScu(server, PRESENTATION_LUT)
+    lut = Dataset()
+    lut.PresentationLUTShape = "IDENTITY"
+    lut_status, _ = first.create(lut, PRESENTATION_LUT, meta=None)
+    session_uid = first.session(NumberOfCopies=3)
+    created, box = first.film_box(session_uid, "STANDARD\\1,1")
+    assert box is not None
+    film_box_uid = str(created.AffectedSOPInstanceUID)
+    image_box_uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    first.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)
+    status, reply = first.action(BASIC_FILM_BOX, film_box_uid)
+    assert status.Status == 0x0000 and reply is not None
+    job_uid = reply.ReferencedPrintJobSequence[0].ReferencedSOPInstanceUID
+    other = PrintScu(server)  # another modality's session is not touched
+    other_session = other.session()
+    first.assoc.release()  # no N-DELETE: the SCU just goes away
+
+    jobs = repository(server)
+    for uid in (session_uid, film_box_uid, image_box_uid, lut_status.AffectedSOPInstanceUID):
+        assert _eventually_gone(jobs, uid), uid
+    assert jobs.get(other_session) is not None
+    job = jobs.job(job_uid)  # what was printed stays
+    assert job is not None and job.number_of_copies == 3
+    page = jobs.job_page()
+    assert [view.job.sop_instance_uid for view in page.items] == [job_uid]
+    assert [film.printed.film_box_uid for film in page.items[0].films] == [film_box_uid]
+    assert page.items[0].films[0].archived is None  # the test hook archives nothing
+    other.assoc.release()
+    assert _eventually_gone(jobs, other_session)
+
+
+def _eventually_gone(jobs: PrintRepository, uid: str) -> bool:
+    """The association's state is released as it closes, just after the release response."""
+    for _ in range(200):
+        if jobs.get(uid) is None:
+            return True
+        time.sleep(0.05)
+    return False

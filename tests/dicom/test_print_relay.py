@@ -14,14 +14,22 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from dicomhub.config import PeerConfig
-from dicomhub.conformance import BASIC_FILM_BOX, BASIC_GRAYSCALE_IMAGE_BOX
+from dicomhub.conformance import (
+    BASIC_ANNOTATION_BOX,
+    BASIC_FILM_BOX,
+    BASIC_GRAYSCALE_IMAGE_BOX,
+    PRESENTATION_LUT,
+)
+from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
 from dicomhub.dicom.server import Listener
-from dicomhub.index.print_jobs import ExecutionStatus, PrintRepository
+from dicomhub.index.print_jobs import ExecutionStatus, FilmJob, PrintRepository
 from tests.dicom.conftest import ServerFactory
 from tests.dicom.test_print import PrintScu, grayscale_image_box
 
@@ -109,7 +117,7 @@ def printer(tmp_path: Path) -> Iterator[Printer]:
             process.wait()
 
 
-def print_one_film(scu: PrintScu, **film_box: str) -> tuple[int, str]:
+def print_one_film(scu: PrintScu, **film_box: Any) -> tuple[int, str]:
     """Session, 1x2 film box, one image box set, N-ACTION print: (Status, ErrorComment)."""
     session_uid = scu.session(NumberOfCopies="1", MediumType="PAPER", FilmDestination="MAGAZINE")
     attributes = {"FilmOrientation": "PORTRAIT", "FilmSizeID": "8INX10IN", **film_box}
@@ -179,3 +187,76 @@ def test_printer_down_fails_the_print(server_factory: ServerFactory) -> None:
     jobs = PrintRepository(server.runtime.db)
     [job] = jobs.jobs()
     assert job.status is ExecutionStatus.FAILURE
+
+
+def _lut(scu: PrintScu, shape: str) -> Dataset:
+    data = Dataset()
+    data.PresentationLUTShape = shape
+    status, _ = scu.create(data, PRESENTATION_LUT, meta=None)
+    assert status.Status == 0x0000
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = PRESENTATION_LUT
+    reference.ReferencedSOPInstanceUID = status.AffectedSOPInstanceUID
+    return reference
+
+
+def test_presentation_lut_is_relayed(server_factory: ServerFactory, printer: Printer) -> None:
+    server = relay_server(server_factory, printer.port)
+    scu = PrintScu(server, PRESENTATION_LUT)
+    try:
+        reference = _lut(scu, "LIN OD")
+        status, comment = print_one_film(
+            scu, ReferencedPresentationLUTSequence=[reference], AnnotationDisplayFormatID="LABEL"
+        )
+    finally:
+        scu.assoc.release()
+    assert status == 0x0000, comment
+    (stored,) = [dcmread(path) for path in (printer.directory / "database").glob("SP_*.dcm")]
+    (lut,) = stored.PresentationLUTContentSequence
+    assert lut.PresentationLUTShape == "LIN OD"
+    film_box = stored.FilmBoxContentSequence[0]
+    assert film_box.ReferencedPresentationLUTSequence[0].ReferencedSOPInstanceUID == (
+        lut.SOPInstanceUID
+    )
+    # dcmprscp does not accept Basic Annotation Box: the film is printed without annotation
+    assert "AnnotationDisplayFormatID" not in film_box
+    output = printer.output()
+    assert "N-CREATE RQ" in output and "PresentationLUTShape" in output
+
+
+def test_annotations_are_relayed_to_a_printer_that_accepts_them(
+    server_factory: ServerFactory,
+) -> None:
+    films: list[FilmJob] = []
+    target = server_factory(ae_title="PRINTER")
+    assert isinstance(target, AsyncioDicomServer)
+    target.engine.services.print_management.compose = films.append
+    server = relay_server(server_factory, target.port)
+    scu = PrintScu(server, PRESENTATION_LUT, BASIC_ANNOTATION_BOX)
+    try:
+        reference = _lut(scu, "IDENTITY")
+        session_uid = scu.session(NumberOfCopies="2")
+        status, box = scu.film_box(
+            session_uid,
+            "STANDARD\\1,1",
+            AnnotationDisplayFormatID="LABEL",
+            ReferencedPresentationLUTSequence=[reference],
+        )
+        assert box is not None
+        text = Dataset()
+        text.AnnotationPosition = 1
+        text.TextString = "LEFT KNEE"
+        annotation = box.ReferencedBasicAnnotationBoxSequence[0].ReferencedSOPInstanceUID
+        assert scu.set(text, BASIC_ANNOTATION_BOX, annotation, meta=None)[0].Status == 0
+        image_box = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+        scu.set(grayscale_image_box(1, 16, 16), BASIC_GRAYSCALE_IMAGE_BOX, image_box)
+        answer, _ = scu.action(BASIC_FILM_BOX, str(status.AffectedSOPInstanceUID))
+    finally:
+        scu.assoc.release()
+    assert answer.Status == 0x0000, answer
+    (relayed,) = films
+    assert relayed.calling_ae_title == "DICOMHUB"
+    assert [str(a.get("TextString") or "") for a in relayed.annotations] == ["LEFT KNEE"]
+    assert relayed.presentation_lut is not None
+    assert relayed.presentation_lut.PresentationLUTShape == "IDENTITY"
+    assert relayed.film_session.NumberOfCopies == 2

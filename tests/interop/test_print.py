@@ -1,22 +1,37 @@
-"""Print Management SCP with DCMTK's print SCU: ``dcmpsprt`` renders a Stored Print object and a
-hardcopy grayscale image from a CT image, ``dcmprscu`` sends it to dicomhub as the printer
-(Printer N-GET, Presentation LUT, Film Session and Film Box N-CREATE, Image Box N-SET, Film Box
-N-ACTION, N-DELETEs).  dcmprscu exits 0 even when printing failed: its output must have no
-``E:`` line, and the print job must be recorded in dicomhub's index.
+"""Print Management SCP with DCMTK's print SCU, against ``dicomhub serve``.
+
+``dcmpsprt`` renders images into a Stored Print object and Hardcopy Grayscale images (layout,
+border and empty-image densities, Presentation LUT, annotation, requested image size and
+decimate/crop behaviour), ``dcmprscu`` sends them to dicomhub as the printer: Printer N-GET,
+Presentation LUT N-CREATE, Film Session and Film Box N-CREATE, Image Box and Annotation Box
+N-SET, N-ACTION on the Film Box or on the Film Session, N-DELETEs.  dcmprscu exits 0 even when
+printing failed: its output is read for ``E:`` lines and for the statuses it received.  Each
+printed film must be in the archive as a Secondary Capture image that ``dciodvfy`` accepts, and
+the synthetic test pattern printed in STANDARD\\2,2 must land in the right quadrants with the
+right polarity.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pydicom.data
 import pytest
+from numpy.typing import NDArray
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 
-from tests.interop.support import ENGINE, Hub, run_tool
+from tests.factories import make_dataset
+from tests.interop.support import ENGINE, Hub, run_tool, wait_until, write_part10
 
 DCMPSTAT_CFG = Path("/etc/dcmtk/dcmpstat.cfg")
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 pytestmark = [
     pytest.mark.skipif(
@@ -27,17 +42,25 @@ pytestmark = [
 ]
 
 
-def _configuration(workdir: Path, hub: Hub) -> Path:
-    """A copy of DCMTK's dcmpstat.cfg whose IHEFULL printer is dicomhub."""
+def _configuration(workdir: Path, hub: Hub, presentation_lut: bool) -> Path:
+    """A copy of DCMTK's dcmpstat.cfg whose IHEFULL printer is dicomhub, with annotations (and
+    without the Presentation LUT SOP Class when ``presentation_lut`` is false)."""
     text = DCMPSTAT_CFG.read_text()
     text = re.sub(
         r"\[IHEFULL\]\nAetitle = IHEFULL\n(Description = [^\n]*\n)Hostname = localhost\n"
         r"Port = 10005\nType = LOCALPRINTER",
         f"[IHEFULL]\nAetitle = {hub.ae_title}\n\\1Hostname = {hub.host}\nPort = {hub.port}\n"
-        "Type = PRINTER",
+        "Type = PRINTER\nAnnotation = 1\\\\ANNOTATION",
         text,
     )
     assert f"Port = {hub.port}" in text, "IHEFULL entry of dcmpstat.cfg not found"
+    if not presentation_lut:
+        start = text.index("[IHEFULL]")
+        end = text.index("\n[", start)
+        section = text[start:end].replace(
+            "SupportsPresentationLUT = true", "SupportsPresentationLUT = false"
+        )
+        text = text[:start] + section + text[end:]
     for folder in ("spool", "database", "log", "lut", "reports"):
         (workdir / folder).mkdir(exist_ok=True)
         text = re.sub(rf"(?m)^Directory = {folder}$", f"Directory = {workdir / folder}", text)
@@ -47,40 +70,200 @@ def _configuration(workdir: Path, hub: Hub) -> Path:
     return path
 
 
-def test_dcmprscu_prints_to_dicomhub(hub: Hub, tmp_path: Path) -> None:
-    config = _configuration(tmp_path, hub)
-    image = pydicom.data.get_testdata_file("CT_small.dcm")
-    assert image is not None
-    rendered = run_tool(["dcmpsprt", "-c", config, "-p", "IHEFULL", image], cwd=tmp_path)
-    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    (stored_print,) = (tmp_path / "database").glob("SP_*.dcm")
-
-    sent = run_tool(["dcmprscu", "-c", config, "-p", "IHEFULL", "-d", stored_print], cwd=tmp_path)
-    output = sent.stdout + sent.stderr
-    assert sent.returncode == 0, output
-    assert not [line for line in output.splitlines() if line.startswith("E:")], output
-    assert "N-ACTION RSP" in output
-    assert "PrinterStatus" in output
-
-    jobs = hub.rows("SELECT status, layout, calling_ae_title, film_box_uids FROM print_jobs")
-    assert len(jobs) == 1
-    assert jobs[0]["status"] == "DONE"
-    assert jobs[0]["calling_ae_title"] == "DCMPSTATE"
-    assert "STANDARD" in jobs[0]["layout"]
-    # dcmprscu deleted what it created.
-    assert hub.rows("SELECT id FROM print_objects") == []
-    # Print-to-archive: the film is a Secondary Capture in the archive, valid, with its PNG.
-    (film,) = hub.rows(
-        "SELECT i.sop_instance_uid, i.sop_class_uid, a.blob_key FROM instances i "
-        "JOIN attachments a ON a.instance_fk = i.id WHERE i.source = 'print'"
+def pattern(corner: int, size: int = 64) -> Dataset:
+    """A 64x64 8-bit MONOCHROME2 image: black, with a white square in one corner
+    (0 top left, 1 top right, 2 bottom left, 3 bottom right)."""
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    half = size // 2
+    top, left = (corner // 2) * half, (corner % 2) * half
+    pixels[top : top + half, left : left + half] = 255
+    image = make_dataset(
+        modality="OT", patient_id="PRINT-PATTERN", sop_class="1.2.840.10008.5.1.4.1.1.7"
     )
-    assert film["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.7"
-    stored = tmp_path / "film.dcm"
-    stored.write_bytes(hub.blob(film["blob_key"]))
-    checked = run_tool(["dciodvfy", stored], cwd=tmp_path)
+    image.SamplesPerPixel = 1
+    image.PhotometricInterpretation = "MONOCHROME2"
+    image.Rows = image.Columns = size
+    image.BitsAllocated = image.BitsStored = 8
+    image.HighBit = 7
+    image.PixelRepresentation = 0
+    image.WindowCenter = 127.5
+    image.WindowWidth = 256
+    image.PixelData = pixels.tobytes()
+    return image
+
+
+@dataclass
+class Printed:
+    """What one dcmpsprt + dcmprscu run did."""
+
+    output: str
+    films: list[Any]
+
+
+class Printer:
+    """dcmpsprt + dcmprscu against the module's hub, in one scratch folder."""
+
+    def __init__(self, hub: Hub, workdir: Path, *, presentation_lut: bool = True) -> None:
+        self.hub = hub
+        self.workdir = workdir
+        self.config = _configuration(workdir, hub, presentation_lut)
+
+    def images(self, *datasets: Dataset) -> list[Path]:
+        paths = []
+        for index, data in enumerate(datasets):
+            paths.append(write_part10(self.workdir / f"image{index}.dcm", data))
+        return paths
+
+    def print(self, images: list[Path], render: list[str], send: Sequence[str] = ()) -> Printed:
+        before = {row["id"] for row in self.hub.rows("SELECT id FROM print_jobs")}
+        for old in (self.workdir / "database").glob("*.dcm"):
+            old.unlink()
+        rendered = run_tool(
+            ["dcmpsprt", "-c", self.config, "-p", "IHEFULL", *render, *images], cwd=self.workdir
+        )
+        assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+        (stored_print,) = (self.workdir / "database").glob("SP_*.dcm")
+        sent = run_tool(
+            ["dcmprscu", "-c", self.config, "-p", "IHEFULL", "-d", *send, stored_print],
+            cwd=self.workdir,
+        )
+        output = sent.stdout + sent.stderr
+        assert sent.returncode == 0, output
+        jobs = [
+            row
+            for row in self.hub.rows("SELECT id, status, layout FROM print_jobs")
+            if row["id"] not in before
+        ]
+        films = []
+        for job in jobs:
+            films += self.hub.rows(
+                "SELECT * FROM print_films WHERE job_fk = ? ORDER BY position", (job["id"],)
+            )
+        return Printed(output, films)
+
+
+def _stored_film(hub: Hub, workdir: Path, film: Any) -> Path:
+    """The stored Secondary Capture of a printed film, checked with dciodvfy, as a file."""
+    (row,) = hub.rows(
+        "SELECT i.sop_class_uid, a.blob_key FROM instances i "
+        "JOIN attachments a ON a.instance_fk = i.id WHERE i.sop_instance_uid = ?",
+        (film["sop_instance_uid"],),
+    )
+    assert row["sop_class_uid"] == SECONDARY_CAPTURE
+    stored = workdir / f"film-{film['position']}.dcm"
+    stored.write_bytes(hub.blob(row["blob_key"]))
+    checked = run_tool(["dciodvfy", stored], cwd=workdir)
     report = checked.stdout + checked.stderr
     assert "SCImage" in report.splitlines(), report  # dciodvfy recognised the IOD
     assert not [line for line in report.splitlines() if line.startswith("Error")], report
-    png = hub.data_dir / "print" / f"{film['sop_instance_uid']}.png"
+    png = hub.data_dir / film["png"]
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    return stored
+
+
+def _no_errors(output: str) -> None:
+    assert not [line for line in output.splitlines() if line.startswith("E:")], output
+
+
+def test_film_box_print_of_a_ct_image(hub: Hub, tmp_path: Path) -> None:
+    printer = Printer(hub, tmp_path)
+    image = pydicom.data.get_testdata_file("CT_small.dcm")
+    assert image is not None
+    done = printer.print([Path(image)], [], ["--copies", "2"])
+    _no_errors(done.output)
+    assert "N-ACTION RSP" in done.output and "BasicFilmBoxSOPClass" in done.output
+    assert "PrinterStatus" in done.output
+    (film,) = done.films
+    (job,) = hub.rows("SELECT * FROM print_jobs WHERE id = ?", (film["job_fk"],))
+    assert job["status"] == "DONE"
+    assert job["calling_ae_title"] == "DCMPSTATE"
+    assert job["number_of_copies"] == 2
+    assert film["image_display_format"] == "STANDARD\\1,1"
+    assert film["image_boxes"] == 1
+    _stored_film(hub, tmp_path, film)
     hub.wait_for_log(r"print job .*: film \d+x\d+ stored as " + film["sop_instance_uid"])
+    # dcmprscu deleted what it created; nothing of the session is left
+    assert hub.rows("SELECT id FROM print_objects") == []
+
+
+def test_test_pattern_in_four_quadrants_by_film_session(hub: Hub, tmp_path: Path) -> None:
+    printer = Printer(hub, tmp_path)
+    images = printer.images(*(pattern(corner) for corner in range(4)))
+    render = ["-l", "2", "2", "--border", "BLACK", "--empty-image", "BLACK", "--identity"]
+    done = printer.print(images, [*render, "-a", "PATTERN"], ["--session-print"])
+    _no_errors(done.output)
+    assert "Requested SOP Class UID       : BasicFilmSessionSOPClass" in done.output
+    assert "CS [IDENTITY]" in done.output  # the Presentation LUT N-CREATE
+    (film,) = done.films
+    assert (film["image_display_format"], film["image_boxes"]) == ("STANDARD\\2,2", 4)
+    stored = dcmread(_stored_film(hub, tmp_path, film))
+    assert "PATTERN" in stored.ImageComments
+    pixels: NDArray[np.uint8] = stored.pixel_array
+    rows, columns = pixels.shape
+    band = round(0.3 * 100)  # the annotation band at the bottom of the film
+    assert (pixels[rows - band :] == 255).any()  # the annotation text is burned in
+    image_rows = rows - band
+    for quadrant in range(4):
+        top = (quadrant // 2) * image_rows // 2
+        left = (quadrant % 2) * columns // 2
+        cell = pixels[top : top + image_rows // 2, left : left + columns // 2]
+        bright = np.argwhere(cell > 200)
+        assert bright.size, f"quadrant {quadrant} is empty"
+        centre_y, centre_x = bright.mean(axis=0)
+        # the white square of pattern q is in corner q of its cell: right place, right polarity
+        assert (centre_y > cell.shape[0] / 2) == (quadrant >= 2), quadrant
+        assert (centre_x > cell.shape[1] / 2) == (quadrant % 2 == 1), quadrant
+        assert (cell < 50).mean() > 0.5  # the rest of the pattern and the border are black
+
+
+@pytest.mark.parametrize(
+    ("layout", "images", "options"),
+    [
+        (["1", "2"], 2, ["--identity"]),
+        (["3", "4"], 5, []),
+        (["2", "3"], 6, ["--identity", "--img-polarity", "REVERSE"]),
+    ],
+    ids=["1x2-identity-lut", "3x4-no-lut", "2x3-reverse-identity-lut"],
+)
+def test_display_formats(
+    hub: Hub, tmp_path: Path, layout: list[str], images: int, options: list[str]
+) -> None:
+    printer = Printer(hub, tmp_path, presentation_lut="--identity" in options)
+    paths = printer.images(*(pattern(index % 4) for index in range(images)))
+    render = ["-l", *layout, "--border", "WHITE", "--empty-image", "WHITE", *options]
+    done = printer.print(paths, render)
+    _no_errors(done.output)
+    assert ("PresentationLUTShape" in done.output) == ("--identity" in options)
+    (film,) = done.films
+    assert film["image_display_format"] == f"STANDARD\\{layout[0]},{layout[1]}"
+    assert film["image_boxes"] == images
+    pixels = dcmread(_stored_film(hub, tmp_path, film)).pixel_array
+    cells = int(layout[0]) * int(layout[1])
+    dark = (pixels < 50).mean()
+    # each pattern is three quarters black (a quarter when reversed) on a white film
+    if "REVERSE" in options:
+        assert 0.02 < dark < 0.25 * images / cells + 0.05
+    else:
+        assert 0.05 < dark < 0.75 * images / cells + 0.05
+
+
+def test_image_larger_than_its_box_is_refused(hub: Hub, tmp_path: Path) -> None:
+    printer = Printer(hub, tmp_path)
+    paths = printer.images(pattern(0))
+    render = ["-l", "1", "1", "--img-request-size", "400", "--request-fail"]
+    before = hub.count("instances")
+    done = printer.print(paths, render)
+    assert "DIMSE Status                  : 0xc603" in done.output
+    errors = [line for line in done.output.splitlines() if line.startswith("E:")]
+    assert errors and "image box" in errors[0], done.output
+    assert done.films == []  # dcmprscu gave up before printing
+    assert hub.count("instances") == before
+    hub.wait_for_log(r"N-SET .* refused: 0xC603 image 1024x1024 larger than image box 1")
+    # the session dcmprscu left behind ended with its association
+    assert wait_until(lambda: hub.rows("SELECT id FROM print_objects") == [], 10)
+    # CROP prints the centre of the image, with the warning
+    done = printer.print(paths, ["-l", "1", "1", "--img-request-size", "400", "--request-crop"])
+    _no_errors(done.output)
+    assert "DIMSE Status                  : 0xb609" in done.output
+    (film,) = done.films
+    _stored_film(hub, tmp_path, film)

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from dicomhub.index.print_jobs import FilmJob
+from dicomhub.index.print_jobs import FilmJob, PrintedFilm, PrintRepository
 from dicomhub.index.schema import instances
 from dicomhub.ingest import IngestRequest
 from dicomhub.print_archive import PrintArchiver
@@ -68,3 +68,39 @@ def test_a_film_of_unknown_images_goes_to_the_print_study(runtime: Runtime) -> N
     stored = [runtime.repository.get_instance(uid) for uid, _, _ in films]
     studies = {film.study_instance_uid for film in stored if film is not None}
     assert len(studies) == 1  # one print study per calling AE and day
+
+
+def test_archived_films_are_listed_with_their_job(runtime: Runtime) -> None:
+    jobs = PrintRepository(runtime.db)
+    archiver = PrintArchiver(
+        runtime.settings, runtime.ingest, runtime.repository, runtime.finder, jobs
+    )
+    listed = []
+    for number in range(3):
+        job = _job(grey_box(np.full((8, 8), number, dtype=np.uint8)))
+        film_box_uid = str(job.film_box.SOPInstanceUID)
+        jobs.record_job(
+            job.print_job_uid,
+            film_session_uid=str(job.film_session.SOPInstanceUID),
+            film_box_uids=[film_box_uid],
+            layout=["STANDARD\\1,1"],
+            number_of_copies=1,
+            print_priority="MED",
+            calling_ae_title="CT1",
+            films=[PrintedFilm(film_box_uid, "STANDARD\\1,1", 1)],
+        )
+        archiver(job)
+        listed.append(job.print_job_uid)
+    page = jobs.job_page(offset=1, limit=1)
+    assert page.total == 3
+    (view,) = page.items
+    assert view.job.sop_instance_uid == listed[1]  # newest first
+    (film,) = view.films
+    assert film.printed.image_display_format == "STANDARD\\1,1"
+    assert film.archived is not None
+    stored = runtime.repository.get_instance(film.archived.sop_instance_uid)
+    assert stored is not None and stored.study_instance_uid == film.archived.study_instance_uid
+    png = runtime.settings.data_dir.absolute() / film.archived.png
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (film.archived.rows, film.archived.columns, film.archived.color) == (1000, 800, False)
+    assert jobs.job_page(calling_ae_title="OTHER").total == 0

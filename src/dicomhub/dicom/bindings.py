@@ -65,7 +65,13 @@ def print_archiver(runtime: Runtime) -> PrintArchiver | None:
     """The print service's print-to-archive hook, unless switched off."""
     if not runtime.settings.print_to_archive:
         return None
-    return PrintArchiver(runtime.settings, runtime.ingest, runtime.repository, runtime.finder)
+    return PrintArchiver(
+        runtime.settings,
+        runtime.ingest,
+        runtime.repository,
+        runtime.finder,
+        PrintRepository(runtime.db),
+    )
 
 
 def print_hook(runtime: Runtime) -> Callable[[FilmJob], None] | None:

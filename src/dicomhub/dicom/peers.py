@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from dicomhub.config import PeerConfig, Service, Settings
 from dicomhub.errors import NotAuthorized
@@ -25,6 +26,9 @@ class AssociationInfo:
     called_ae_title: str
     peer_host: str
     peer_port: int
+    association_uid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
+    """Unique to this association among every dicomhub process (state scoped to it is keyed
+    by it, e.g. print film sessions)."""
 
     def __str__(self) -> str:
         return f"{self.calling_ae_title}@{self.peer_host}:{self.peer_port}"

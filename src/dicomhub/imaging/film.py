@@ -5,44 +5,36 @@ Boxes when the film is printed (N-ACTION), then calls ``compose_film`` and
 ``film_secondary_capture`` and hands the bytes to the one ingest path.  This module only does
 pixel work: it imports neither the network engine nor the web.
 
-Film resolution rule
-    The film is ``FilmSizeID`` (PS3.3 C.13.8: 8INX10IN, 8_5INX11IN, 10INX12IN, 10INX14IN,
-    11INX14IN, 11INX17IN, 14INX14IN, 14INX17IN, 24CMX24CM, 24CMX30CM, A4, A3; default 8INX10IN)
-    at ``dpi`` pixels per inch, ``round(size_in_inches * dpi)`` pixels each way.  PORTRAIT
-    (the default) puts the shorter side across, LANDSCAPE the longer one.
-    ``RequestedResolutionID`` HIGH doubles ``dpi``.
+Geometry
+    Film size, resolution, layout, the annotation band and how each image fits its cell
+    (magnification, Requested Image Size, Requested Decimate/Crop Behavior) follow
+    ``imaging.geometry``; an image that does not fit with FAIL is refused (0xC603).
 
-Layout
-    ``ImageDisplayFormat`` ``STANDARD\\c,r`` is a grid of c columns and r rows, ``ROW\\n1,n2,..``
-    rows of equal height with n_i equal cells each, ``COL\\n1,n2,..`` columns of equal width with
-    n_i equal cells each.  Image positions run left to right, then top to bottom (for COL: top
-    to bottom, then left to right).  Cells are separated from each other and from the film edge
-    by a gap of 0.05 inch (at least one pixel) in ``BorderDensity``; SLIDE, SUPERSLIDE and
-    CUSTOM are refused.  An image is scaled to fit its cell keeping its aspect ratio (never
-    beyond ``RequestedImageSize``, a width in mm) and centred; the rest of the cell is
-    ``BorderDensity``.  ``MagnificationType`` (Image Box, else Film Box, else BILINEAR):
-    REPLICATE nearest neighbour, BILINEAR bilinear, CUBIC bicubic (Keys, a = -0.5), NONE no
-    scaling (centred, cropped to the cell).  A cell without an image is ``EmptyImageDensity``.
+Pixel values: P-Values
+    The film is kept as P-Values (PS3.14; 255 white): on a GSDF-calibrated display the archived
+    film looks like the printed one.  Stored values are taken over the full range of
+    ``BitsStored`` (a 12-bit image: 0..4095 to 0..255).  MONOCHROME1 is inverted, and Polarity
+    REVERSE inverts again (PS3.4 H.2.1: polarity comes before the Presentation LUT).  Then the
+    Presentation LUT of the image box (else of the film box) applies:
+    ``PresentationLUTSequence`` maps the values (its output bits scaled to 8) to P-Values;
+    Presentation LUT Shape IDENTITY (or no Presentation LUT) means the values are P-Values;
+    LIN OD means they are linear in optical density between Max Density (0) and Min Density
+    (the largest value), turned into P-Values through the GSDF (``imaging.gsdf``).  A Basic
+    Color Image Box (RGB, planar configuration 0 or 1) makes the whole film RGB; grayscale
+    images and densities are then grey in all three channels, and Presentation LUTs do not
+    apply to colour images.
 
-Pixel values
-    Stored values are taken over the full range of ``BitsStored`` (a 12-bit image: 0..4095 to
-    0..255), or through the ``PresentationLUTSequence`` when one is given (its output bits
-    scaled to 8).  PresentationLUTShape IDENTITY and LIN OD both pass the 8-bit values through:
-    the film pixels are the P-values.  MONOCHROME1 is inverted, and Polarity REVERSE inverts
-    again.  A Basic Color Image Box (RGB, planar configuration 0 or 1) makes the whole film RGB;
-    grayscale images and densities are then grey in all three channels.
-
-Density mapping
-    ``BorderDensity`` and ``EmptyImageDensity`` are BLACK, WHITE or a density in hundredths of
-    OD.  They are mapped linearly in OD between ``MinDensity`` (default 20, i.e. 0.20 OD: white,
-    pixel 255) and ``MaxDensity`` (default 300: black, pixel 0):
-    ``pixel = round(255 * (MaxDensity - density) / (MaxDensity - MinDensity))``, clipped to
-    0..255; BLACK is MaxDensity, WHITE is MinDensity.  Both default to BLACK.
+Densities
+    ``BorderDensity`` and ``EmptyImageDensity`` are BLACK (Max Density), WHITE (Min Density) or
+    hundredths of OD, clipped to ``MinDensity`` (default 20) .. ``MaxDensity`` (default 300), and
+    become P-Values through the GSDF with the film box's Illumination and Reflected Ambient Light
+    (defaults 2000 and 10 cd/m2).  Both default to BLACK.
 
 Annotations
-    No font renderer is installed (no Pillow), so Basic Annotation Box text is not burned in:
-    it is recorded in the Secondary Capture's ImageComments as ``position: text`` lines.
-    ``Trim`` and ``SmoothingType`` are not applied.
+    The TextString of each Basic Annotation Box is burned into its cell of the annotation band
+    (``imaging.text``: a built-in 5x7 font, 0.15 inch high), left-aligned, white on a dark border
+    and black on a light one, and also recorded in the Secondary Capture's ImageComments as
+    ``position: text`` lines.  ``Trim`` and ``SmoothingType`` are not applied.
 
 Study and series identity (``print_study_identity``)
     With the ``"images"`` rule (default), the film joins the study of the images it shows when
@@ -65,7 +57,6 @@ import datetime as dt
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from io import BytesIO
 from typing import Literal, NamedTuple
 
@@ -74,49 +65,34 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from dicomhub.errors import InvalidAttributeValue
+from dicomhub.errors import ImageTooLarge, InvalidAttributeValue
+from dicomhub.imaging.geometry import (
+    DEFAULT_FILM_SIZE,
+    Cell,
+    Fit,
+    Placement,
+    film_geometry,
+    image_placement,
+    text_of,
+)
+from dicomhub.imaging.gsdf import (
+    DEFAULT_ILLUMINATION,
+    DEFAULT_REFLECTED_AMBIENT_LIGHT,
+    DensityScale,
+)
+from dicomhub.imaging.text import CELL_HEIGHT, draw_text
 from dicomhub.index.print_jobs import FilmJob
 
 FloatArray = NDArray[np.float64]
 UInt8Array = NDArray[np.uint8]
 
-MM_PER_INCH = 25.4
-FILM_SIZES_MM: dict[str, tuple[float, float]] = {
-    "8INX10IN": (8 * MM_PER_INCH, 10 * MM_PER_INCH),
-    "8_5INX11IN": (8.5 * MM_PER_INCH, 11 * MM_PER_INCH),
-    "10INX12IN": (10 * MM_PER_INCH, 12 * MM_PER_INCH),
-    "10INX14IN": (10 * MM_PER_INCH, 14 * MM_PER_INCH),
-    "11INX14IN": (11 * MM_PER_INCH, 14 * MM_PER_INCH),
-    "11INX17IN": (11 * MM_PER_INCH, 17 * MM_PER_INCH),
-    "14INX14IN": (14 * MM_PER_INCH, 14 * MM_PER_INCH),
-    "14INX17IN": (14 * MM_PER_INCH, 17 * MM_PER_INCH),
-    "24CMX24CM": (240.0, 240.0),
-    "24CMX30CM": (240.0, 300.0),
-    "A4": (210.0, 297.0),
-    "A3": (297.0, 420.0),
-}
-"""Film sizes (PS3.3 C.13.8 FilmSizeID), shorter side first, in mm."""
-DEFAULT_FILM_SIZE = "8INX10IN"
 DEFAULT_MIN_DENSITY = 20
 DEFAULT_MAX_DENSITY = 300
-DEFAULT_MAGNIFICATION = "BILINEAR"
-GAP_INCHES = 0.05
-MIN_DPI = 10
-MAX_DPI = 600
+TEXT_HEIGHT_INCHES = 0.15
 IMAGE_COMMENTS_MAX = 10240
 """ImageComments is LT: at most 10240 characters."""
 
 IdentityRule = Literal["images", "session"]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One image position on the film, in pixels."""
-
-    x: int
-    y: int
-    width: int
-    height: int
 
 
 class PrintIdentity(NamedTuple):
@@ -127,126 +103,54 @@ class PrintIdentity(NamedTuple):
     patient: Dataset
 
 
-def _invalid(message: str, keyword: str, value: object) -> InvalidAttributeValue:
-    attributes = Dataset()
-    setattr(attributes, keyword, value)
-    return InvalidAttributeValue(message, attributes)
-
-
-def _text(dataset: Dataset | None, keyword: str, default: str = "") -> str:
-    if dataset is None:
-        return default
-    value = dataset.get(keyword)
-    if value is None or value == "":
-        return default
-    return str(value).strip().upper()
-
-
-# Film geometry ---------------------------------------------------------------------------
-
-
-def film_dpi(film_box: Dataset, dpi: int) -> int:
-    """The resolution the film is composed at: ``dpi``, doubled for RequestedResolutionID HIGH."""
-    if not MIN_DPI <= dpi <= MAX_DPI:
-        raise ValueError(f"dpi must be between {MIN_DPI} and {MAX_DPI}, not {dpi}")
-    return dpi * 2 if _text(film_box, "RequestedResolutionID") == "HIGH" else dpi
-
-
-def film_size(film_box: Dataset, dpi: int) -> tuple[int, int]:
-    """The film's (rows, columns) in pixels at ``dpi`` (see the module's resolution rule)."""
-    size_id = _text(film_box, "FilmSizeID", DEFAULT_FILM_SIZE)
-    if size_id not in FILM_SIZES_MM:
-        raise _invalid(f"unsupported FilmSizeID {size_id!r}", "FilmSizeID", size_id)
-    short_mm, long_mm = FILM_SIZES_MM[size_id]
-    short_px = round(short_mm / MM_PER_INCH * dpi)
-    long_px = round(long_mm / MM_PER_INCH * dpi)
-    orientation = _text(film_box, "FilmOrientation", "PORTRAIT")
-    if orientation == "PORTRAIT":
-        return long_px, short_px
-    if orientation == "LANDSCAPE":
-        return short_px, long_px
-    raise _invalid(f"unsupported FilmOrientation {orientation!r}", "FilmOrientation", orientation)
-
-
-def _split(start: int, length: int, parts: int, gap: int) -> list[tuple[int, int]]:
-    """``parts`` spans (start, size) of equal size within ``length``, ``gap`` around each."""
-    usable = length - gap * (parts + 1)
-    if usable < parts:
-        raise ValueError("the film is too small for this display format")
-    spans = []
-    for index in range(parts):
-        begin = start + gap * (index + 1) + usable * index // parts
-        end = start + gap * (index + 1) + usable * (index + 1) // parts
-        spans.append((begin, end - begin))
-    return spans
-
-
-def parse_display_format(display_format: str) -> tuple[str, list[int]]:
-    """``STANDARD\\c,r`` -> ("STANDARD", [c, r]); ``ROW\\2,1`` -> ("ROW", [2, 1]); ``COL`` alike."""
-    kind, _, numbers = display_format.strip().partition("\\")
-    kind = kind.strip().upper()
-    try:
-        counts = [int(part) for part in numbers.split(",")]
-    except ValueError:
-        counts = []
-    valid = (kind == "STANDARD" and len(counts) == 2) or (kind in {"ROW", "COL"} and counts)
-    if not valid or any(count < 1 or count > 100 for count in counts):
-        raise _invalid(
-            f"unsupported ImageDisplayFormat {display_format!r}",
-            "ImageDisplayFormat",
-            display_format,
-        )
-    return kind, counts
-
-
-def film_layout(display_format: str, rows: int, columns: int, gap: int) -> list[Cell]:
-    """The cells of ``display_format`` on a film of ``rows`` x ``columns``, in position order."""
-    kind, counts = parse_display_format(display_format)
-    if kind == "STANDARD":
-        across, down = counts
-        return [
-            Cell(x, y, width, height)
-            for y, height in _split(0, rows, down, gap)
-            for x, width in _split(0, columns, across, gap)
-        ]
-    cells = []
-    if kind == "ROW":
-        for (y, height), count in zip(_split(0, rows, len(counts), gap), counts, strict=True):
-            cells += [Cell(x, y, width, height) for x, width in _split(0, columns, count, gap)]
-    else:
-        for (x, width), count in zip(_split(0, columns, len(counts), gap), counts, strict=True):
-            cells += [Cell(x, y, width, height) for y, height in _split(0, rows, count, gap)]
-    return cells
-
-
 # Densities -------------------------------------------------------------------------------
 
 
-def density_pixel(value: str | None, min_density: int, max_density: int, default: str) -> int:
-    """The pixel value (255 white) of a BorderDensity / EmptyImageDensity, linear in OD."""
+def _number(dataset: Dataset, keyword: str, default: float) -> float:
+    value = dataset.get(keyword)
+    return default if value in (None, "") else float(value)
+
+
+def density_scale(film_box: Dataset) -> DensityScale:
+    """The film box's density range and light (MinDensity, MaxDensity in hundredths of OD,
+    Illumination, ReflectedAmbientLight), for P-Values 0..255."""
+    min_density = _number(film_box, "MinDensity", DEFAULT_MIN_DENSITY)
+    max_density = _number(film_box, "MaxDensity", DEFAULT_MAX_DENSITY)
+    if max_density <= min_density:
+        raise InvalidAttributeValue(
+            f"MaxDensity {max_density:g} is not above MinDensity {min_density:g}",
+            _attributes(film_box, "MaxDensity"),
+        )
+    return DensityScale(
+        min_density / 100,
+        max_density / 100,
+        _number(film_box, "Illumination", DEFAULT_ILLUMINATION),
+        _number(film_box, "ReflectedAmbientLight", DEFAULT_REFLECTED_AMBIENT_LIGHT),
+    )
+
+
+def _attributes(dataset: Dataset, keyword: str) -> Dataset:
+    offending = Dataset()
+    if keyword in dataset:
+        offending[keyword] = dataset[keyword]
+    return offending
+
+
+def density_pixel(value: str | None, scale: DensityScale, default: str) -> int:
+    """The P-Value (255 white) of a BorderDensity / EmptyImageDensity on this film."""
     text = (value or default).strip().upper()
     if text == "BLACK":
-        density = max_density
+        density = scale.max_density
     elif text == "WHITE":
-        density = min_density
+        density = scale.min_density
     else:
         try:
-            density = int(text)
+            density = int(text) / 100
         except ValueError:
-            raise _invalid(f"unsupported density {text!r}", "BorderDensity", text) from None
-    if max_density <= min_density:
-        return 0 if density >= max_density else 255
-    pixel = round(255 * (max_density - density) / (max_density - min_density))
-    return min(255, max(0, pixel))
-
-
-def _density_bounds(film_box: Dataset) -> tuple[int, int]:
-    min_density = film_box.get("MinDensity")
-    max_density = film_box.get("MaxDensity")
-    return (
-        DEFAULT_MIN_DENSITY if min_density in (None, "") else int(min_density),
-        DEFAULT_MAX_DENSITY if max_density in (None, "") else int(max_density),
-    )
+            offending = Dataset()
+            offending.BorderDensity = text
+            raise InvalidAttributeValue(f"unsupported density {text!r}", offending) from None
+    return round(float(scale.p_values(density)))
 
 
 # Image pixels ----------------------------------------------------------------------------
@@ -266,6 +170,12 @@ def _image_item(image_box: Dataset | None) -> tuple[Dataset, bool] | None:
     return None
 
 
+def image_shape(image_box: Dataset | None) -> tuple[int, int] | None:
+    """(Rows, Columns) of the image an image box holds, None for an empty box."""
+    found = _image_item(image_box)
+    return None if found is None else (int(found[0].Rows), int(found[0].Columns))
+
+
 def _stored_values(item: Dataset) -> NDArray[np.int64]:
     """Stored values, (rows, columns) or (rows, columns, 3), unsigned, within BitsStored."""
     rows, columns = int(item.Rows), int(item.Columns)
@@ -273,12 +183,16 @@ def _stored_values(item: Dataset) -> NDArray[np.int64]:
     stored = int(item.get("BitsStored") or allocated)
     samples = int(item.get("SamplesPerPixel") or 1)
     if allocated not in (8, 16):
-        raise _invalid(f"unsupported BitsAllocated {allocated}", "BitsAllocated", allocated)
+        offending = Dataset()
+        offending.BitsAllocated = allocated
+        raise InvalidAttributeValue(f"unsupported BitsAllocated {allocated}", offending)
     dtype = np.dtype("<u1") if allocated == 8 else np.dtype("<u2")
     count = rows * columns * samples
     data = np.frombuffer(bytes(item.PixelData), dtype=dtype)
     if data.size < count:
-        raise _invalid("PixelData is shorter than Rows x Columns", "Rows", rows)
+        offending = Dataset()
+        offending.Rows = rows
+        raise InvalidAttributeValue("PixelData is shorter than Rows x Columns", offending)
     values = data[:count].astype(np.int64) & ((1 << stored) - 1)
     if int(item.get("PixelRepresentation") or 0) == 1:
         # two's complement within BitsStored, shifted to 0 .. 2**BitsStored - 1
@@ -306,27 +220,33 @@ def _presentation_lut_table(lut: Dataset | None) -> tuple[int, FloatArray] | Non
     return first, table * 255.0 / ((1 << bits) - 1)
 
 
-def image_pixels(image_box: Dataset, presentation_lut: Dataset | None) -> tuple[FloatArray, bool]:
-    """An image box's pixels as 0..255 values (255 white), and whether they are colour."""
+def image_pixels(
+    image_box: Dataset, presentation_lut: Dataset | None, scale: DensityScale | None = None
+) -> tuple[FloatArray, bool]:
+    """An image box's pixels as P-Values 0..255 (255 white), and whether they are colour
+    (see the module's pixel value rule; ``scale`` is the film's, for LIN OD)."""
     found = _image_item(image_box)
     if found is None:
         raise ValueError("the image box holds no image")
     item, colour = found
     values = _stored_values(item)
     stored = int(item.get("BitsStored") or item.BitsAllocated)
+    largest = (1 << stored) - 1
+    photometric = text_of(item, "PhotometricInterpretation", "RGB" if colour else "MONOCHROME2")
+    inverted = photometric == "MONOCHROME1"
+    if text_of(image_box, "Polarity", "NORMAL") == "REVERSE":
+        inverted = not inverted
+    if inverted:
+        values = largest - values
     table = None if colour else _presentation_lut_table(presentation_lut)
     if table is not None:
         first, lut = table
-        pixels = lut[np.clip(values - first, 0, lut.size - 1)]
-    else:
-        pixels = (values * (255.0 / ((1 << stored) - 1))).astype(np.float64)
-    photometric = _text(item, "PhotometricInterpretation", "RGB" if colour else "MONOCHROME2")
-    inverted = photometric == "MONOCHROME1"
-    if _text(image_box, "Polarity", "NORMAL") == "REVERSE":
-        inverted = not inverted
-    if inverted:
-        pixels = 255.0 - pixels
-    return pixels, colour
+        return lut[np.clip(values - first, 0, lut.size - 1)], colour
+    pixels = values * (255.0 / largest)
+    shape = text_of(presentation_lut, "PresentationLUTShape", "IDENTITY")
+    if not colour and shape == "LIN OD":
+        pixels = (scale or DensityScale(0.2, 3.0)).linear_od(pixels)
+    return np.asarray(pixels, dtype=np.float64), colour
 
 
 # Resampling ------------------------------------------------------------------------------
@@ -347,7 +267,7 @@ def _resample_axis(image: FloatArray, size: int, axis: int, method: str) -> Floa
     if length == size:
         return image
     centres = (np.arange(size) + 0.5) * (length / size) - 0.5
-    if method == "REPLICATE":
+    if method in ("REPLICATE", "NONE"):
         index = np.clip(np.floor(centres + 0.5).astype(np.int64), 0, length - 1)
         return np.asarray(np.take(image, index, axis=axis), dtype=np.float64)
     base = np.floor(centres).astype(np.int64)
@@ -374,31 +294,10 @@ def resample(image: FloatArray, rows: int, columns: int, method: str) -> FloatAr
     return np.clip(_resample_axis(scaled, columns, 1, method), 0.0, 255.0)
 
 
-def _magnification(image_box: Dataset, film_box: Dataset) -> str:
-    method = _text(image_box, "MagnificationType") or _text(
-        film_box, "MagnificationType", DEFAULT_MAGNIFICATION
-    )
-    if method not in {"REPLICATE", "BILINEAR", "CUBIC", "NONE"}:
-        raise _invalid(f"unsupported MagnificationType {method!r}", "MagnificationType", method)
-    return method
-
-
-def _place(
-    film: FloatArray, cell: Cell, image: FloatArray, image_box: Dataset, film_box: Dataset, dpi: int
-) -> None:
-    """Scale ``image`` into ``cell`` of ``film`` (centred; cropped for NONE)."""
-    method = _magnification(image_box, film_box)
+def _place(film: FloatArray, cell: Cell, image: FloatArray, placement: Placement) -> None:
+    """Put ``image``, scaled to its placement, centred into ``cell`` of ``film`` (cropped to it)."""
+    image = resample(image, placement.rows, placement.columns, placement.method)
     rows, columns = image.shape[:2]
-    if method != "NONE":
-        scale = min(cell.width / columns, cell.height / rows)
-        requested = image_box.get("RequestedImageSize")
-        if requested:
-            scale = min(scale, float(requested) / MM_PER_INCH * dpi / columns)
-        out_rows = max(1, min(cell.height, round(rows * scale)))
-        out_columns = max(1, min(cell.width, round(columns * scale)))
-        image = resample(image, out_rows, out_columns, method)
-        rows, columns = out_rows, out_columns
-    # centre, cropping the image where it is larger than the cell
     top = (rows - cell.height) // 2 if rows > cell.height else 0
     left = (columns - cell.width) // 2 if columns > cell.width else 0
     image = image[top : top + cell.height, left : left + cell.width]
@@ -411,44 +310,100 @@ def _place(
 # Composition -----------------------------------------------------------------------------
 
 
-def compose_film(job: FilmJob, *, dpi: int = 100) -> NDArray[np.uint8]:
-    """The film as pixels: (rows, cols) uint8 grayscale or (rows, cols, 3) uint8 RGB."""
-    film_box = job.film_box
-    dpi = film_dpi(film_box, dpi)
-    rows, columns = film_size(film_box, dpi)
-    gap = max(1, round(GAP_INCHES * dpi))
-    cells = film_layout(str(film_box.get("ImageDisplayFormat") or ""), rows, columns, gap)
-    if len(job.image_boxes) > len(cells):
-        raise _invalid(
-            f"{len(job.image_boxes)} image boxes for {len(cells)} positions",
-            "ImageDisplayFormat",
-            film_box.get("ImageDisplayFormat"),
+def film_fits(job: FilmJob, *, dpi: int = 100) -> list[Fit | None]:
+    """How each image box's image fits its cell (None: an empty box), in position order;
+    ``InvalidAttributeValue`` when the film cannot be laid out or has too many image boxes."""
+    geometry = film_geometry(job.film_box, dpi)
+    if len(job.image_boxes) > len(geometry.cells):
+        raise InvalidAttributeValue(
+            f"{len(job.image_boxes)} image boxes for {len(geometry.cells)} positions",
+            _attributes(job.film_box, "ImageDisplayFormat"),
         )
-    min_density, max_density = _density_bounds(film_box)
-    border = density_pixel(film_box.get("BorderDensity"), min_density, max_density, "BLACK")
-    empty = density_pixel(film_box.get("EmptyImageDensity"), min_density, max_density, "BLACK")
-    images = [
-        image_pixels(box, job.presentation_lut) if box is not None and _image_item(box) else None
-        for box in job.image_boxes
-    ]
+    fits: list[Fit | None] = []
+    for cell, box in zip(geometry.cells, job.image_boxes, strict=False):
+        shape = image_shape(box)
+        fits.append(
+            None
+            if box is None or shape is None
+            else image_placement(cell, *shape, box, job.film_box, geometry.dpi).fit
+        )
+    return fits
+
+
+def compose_film(job: FilmJob, *, dpi: int = 100) -> NDArray[np.uint8]:
+    """The film as P-Values: (rows, cols) uint8 grayscale or (rows, cols, 3) uint8 RGB;
+    ``ImageTooLarge`` (0xC603) for an image larger than its box with FAIL behaviour."""
+    film_box = job.film_box
+    geometry = film_geometry(film_box, dpi)
+    if len(job.image_boxes) > len(geometry.cells):
+        raise InvalidAttributeValue(
+            f"{len(job.image_boxes)} image boxes for {len(geometry.cells)} positions",
+            _attributes(film_box, "ImageDisplayFormat"),
+        )
+    scale = density_scale(film_box)
+    border = density_pixel(film_box.get("BorderDensity"), scale, "BLACK")
+    empty = density_pixel(film_box.get("EmptyImageDensity"), scale, "BLACK")
+    images = []
+    for index, box in enumerate(job.image_boxes):
+        lut = job.image_luts[index] if index < len(job.image_luts) else None
+        has_image = box is not None and _image_item(box) is not None
+        images.append(
+            image_pixels(box, lut or job.presentation_lut, scale)
+            if box is not None and has_image
+            else None
+        )
     colour = any(image is not None and image[1] for image in images)
-    shape: tuple[int, ...] = (rows, columns, 3) if colour else (rows, columns)
+    shape: tuple[int, ...] = (
+        (geometry.rows, geometry.columns, 3) if colour else (geometry.rows, geometry.columns)
+    )
     film = np.full(shape, float(border))
-    for index, cell in enumerate(cells):
+    for index, cell in enumerate(geometry.cells):
         image = images[index] if index < len(images) else None
         box = job.image_boxes[index] if index < len(job.image_boxes) else None
         if image is None or box is None:
             film[cell.y : cell.y + cell.height, cell.x : cell.x + cell.width] = empty
             continue
         pixels, is_colour = image
+        placement = image_placement(
+            cell, pixels.shape[0], pixels.shape[1], box, film_box, geometry.dpi
+        )
+        if placement.fit is Fit.TOO_LARGE:
+            raise ImageTooLarge(
+                f"image {index + 1} ({pixels.shape[1]}x{pixels.shape[0]}) needs "
+                f"{placement.columns}x{placement.rows} film pixels, its box has "
+                f"{cell.width}x{cell.height} (RequestedDecimateCropBehavior FAIL)"
+            )
         if colour and not is_colour:
             pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-        _place(film, cell, pixels, box, film_box, dpi)
+        _place(film, cell, pixels, placement)
+    _burn_annotations(film, job, geometry.annotations, geometry.dpi, border)
     return np.asarray(np.clip(np.rint(film), 0, 255), dtype=np.uint8)
 
 
+def _burn_annotations(
+    film: FloatArray, job: FilmJob, cells: list[Cell], dpi: int, border: int
+) -> None:
+    """Draw each annotation box's text into its cell of the annotation band."""
+    ink = 255.0 if border < 128 else 0.0
+    scale = max(1, round(TEXT_HEIGHT_INCHES * dpi / CELL_HEIGHT))
+    for position, text in _annotations(job):
+        if not text or not 1 <= position <= len(cells):
+            continue
+        cell = cells[position - 1]
+        draw_text(
+            film,
+            text,
+            x=cell.x,
+            y=cell.y,
+            width=cell.width,
+            height=cell.height,
+            value=ink,
+            scale=scale,
+        )
+
+
 def annotation_comments(job: FilmJob) -> str:
-    """The annotations as ``position: text`` lines (they are not burned into the film)."""
+    """The annotations as ``position: text`` lines (the ImageComments of the stored film)."""
     lines = [f"{position}: {text}" for position, text in sorted(_annotations(job)) if text]
     return "\n".join(lines)[:IMAGE_COMMENTS_MAX]
 
@@ -655,21 +610,6 @@ def film_png(pixels: NDArray[np.uint8]) -> bytes:
             _chunk(b"IEND", b""),
         )
     )
-
-
-__all__ = [
-    "FILM_SIZES_MM",
-    "Cell",
-    "FilmJob",
-    "PrintIdentity",
-    "compose_film",
-    "density_pixel",
-    "film_layout",
-    "film_png",
-    "film_secondary_capture",
-    "film_size",
-    "print_study_identity",
-]
 
 
 def _annotations(job: FilmJob) -> list[tuple[int, str]]:

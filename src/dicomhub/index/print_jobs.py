@@ -7,24 +7,32 @@ included), with its parent (film box -> film session, image box -> film box) so 
 its children (ON DELETE CASCADE).  ``print_jobs`` records every N-ACTION print: who printed,
 when, the film boxes and their layout, the number of copies and the outcome.
 
+A film session or presentation LUT belongs to the association that created it
+(``association_uid``): PS3.4 H scopes the film session hierarchy to the association, so
+``release_association`` deletes them when it ends (what was printed stays in ``print_jobs``
+and ``print_films``).  ``print_films`` holds one row per film of a print job, with the
+Secondary Capture print-to-archive stored for it and its PNG; ``job_page`` lists jobs with
+their films, newest first, a page at a time (for the web).
+
 ``FilmJob`` is what the print hook receives for each film box printed.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomhub.errors import InstanceExists, NoSuchInstance
 from dicomhub.index.engine import IndexDatabase
-from dicomhub.index.schema import changes, print_jobs, print_objects
+from dicomhub.index.schema import changes, print_films, print_jobs, print_objects
 from dicomhub.index.times import as_utc, utc_now
 
 
@@ -62,6 +70,7 @@ class PrintObject:
     calling_ae_title: str
     created_at: datetime
     updated_at: datetime
+    association_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,57 @@ class PrintJob:
     completed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class PrintedFilm:
+    """A film box as it is printed: its UID, layout and the image boxes that held an image."""
+
+    film_box_uid: str
+    image_display_format: str
+    image_boxes: int
+
+
+@dataclass(frozen=True)
+class ArchivedFilm:
+    """Where print-to-archive stored a film."""
+
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    png: str
+    """The PNG of the film, relative to ``data_dir`` (``print/<SOP Instance UID>.png``)."""
+    rows: int
+    columns: int
+    color: bool
+
+
+@dataclass(frozen=True)
+class PrintFilm:
+    """One film of a print job: what was printed and, when print-to-archive stored it, where."""
+
+    position: int
+    printed: PrintedFilm
+    archived: ArchivedFilm | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PrintJobView:
+    """A print job with its films, as the web lists them."""
+
+    job: PrintJob
+    films: list[PrintFilm]
+
+
+@dataclass(frozen=True)
+class PrintJobPage:
+    """One page of print jobs, newest first, and how many jobs match in all."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[PrintJobView]
+
+
 @dataclass
 class FilmJob:
     """One film box to print, as the print hook (``PrintService.compose``) receives it."""
@@ -114,6 +174,8 @@ class FilmJob:
     """The AE title of dicomhub the print SCU called (selects a ``print_relay`` printer)."""
     color: bool = False
     """Basic Color Print Management (RGB image boxes) rather than grayscale."""
+    image_luts: list[Dataset | None] = field(default_factory=list)
+    """Per cell, the Presentation LUT its image box references (it overrides the film box's)."""
 
 
 def _object(row: Any) -> PrintObject:
@@ -129,6 +191,26 @@ def _object(row: Any) -> PrintObject:
         calling_ae_title=m["calling_ae_title"],
         created_at=as_utc(m["created_at"]) or utc_now(),
         updated_at=as_utc(m["updated_at"]) or utc_now(),
+        association_uid=m["association_uid"],
+    )
+
+
+def _film(row: Any) -> PrintFilm:
+    m = row._mapping
+    archived = ArchivedFilm(
+        sop_instance_uid=m["sop_instance_uid"],
+        study_instance_uid=m["study_instance_uid"],
+        series_instance_uid=m["series_instance_uid"],
+        png=m["png"],
+        rows=int(m["rows"]),
+        columns=int(m["columns"]),
+        color=bool(m["color"]),
+    )
+    return PrintFilm(
+        position=int(m["position"]),
+        printed=PrintedFilm(m["film_box_uid"], m["image_display_format"], int(m["image_boxes"])),
+        archived=archived if archived.sop_instance_uid else None,
+        created_at=as_utc(m["created_at"]) or utc_now(),
     )
 
 
@@ -193,11 +275,18 @@ class PrintRepository:
         calling_ae_title: str,
         parent_id: int | None = None,
         children: tuple[NewObject, ...] = (),
+        association_uid: str = "",
     ) -> PrintObject:
         """Record an N-CREATE (with the children the SCP creates for it, in one transaction);
-        ``InstanceExists`` when a SOP Instance UID is known already."""
+        ``InstanceExists`` when a SOP Instance UID is known already.  ``association_uid``
+        marks an instance that lives as long as its association (film session, LUT)."""
         now = utc_now()
-        common = {"calling_ae_title": calling_ae_title[:16], "created_at": now, "updated_at": now}
+        common = {
+            "calling_ae_title": calling_ae_title[:16],
+            "created_at": now,
+            "updated_at": now,
+            "association_uid": "",
+        }
         try:
             with self.db.write() as conn:
                 exists = conn.execute(
@@ -217,7 +306,7 @@ class PrintRepository:
                             parent_fk=parent_id,
                             position=0,
                             attributes=attributes,
-                            **common,
+                            **{**common, "association_uid": association_uid[:64]},
                         )
                         .returning(print_objects.c.id)
                     ).scalar_one()
@@ -262,6 +351,23 @@ class PrintRepository:
             conn.execute(delete(print_objects).where(print_objects.c.id == row.id))
         return _object(row)
 
+    def release_association(self, association_uid: str) -> int:
+        """Delete the film sessions and LUTs an association created, with everything below
+        them (PS3.4 H: they live as long as the association); the number of instances."""
+        if not association_uid:
+            return 0
+        owned = print_objects.c.association_uid == association_uid
+        with self.db.write() as conn:
+            return int(conn.execute(delete(print_objects).where(owned)).rowcount or 0)
+
+    def release_stale(self, older_than: timedelta) -> int:
+        """Delete association-scoped instances created longer ago than any association lasts
+        (left behind by a process that stopped before its associations ended)."""
+        cutoff = utc_now() - older_than
+        stale = and_(print_objects.c.association_uid != "", print_objects.c.created_at < cutoff)
+        with self.db.write() as conn:
+            return int(conn.execute(delete(print_objects).where(stale)).rowcount or 0)
+
     # Print jobs -------------------------------------------------------------------------------
 
     def record_job(
@@ -274,8 +380,10 @@ class PrintRepository:
         number_of_copies: int,
         print_priority: str,
         calling_ae_title: str,
+        films: Sequence[PrintedFilm] = (),
     ) -> PrintJob:
-        """A new print job, PRINTING; a ``print-job`` change is logged with it."""
+        """A new print job, PRINTING, with a ``print_films`` row per film; a ``print-job``
+        change is logged with it."""
         now = utc_now()
         with self.db.write() as conn:
             job_id = int(
@@ -297,6 +405,17 @@ class PrintRepository:
                     .returning(print_jobs.c.id)
                 ).scalar_one()
             )
+            for position, film in enumerate(films, start=1):
+                conn.execute(
+                    insert(print_films).values(
+                        job_fk=job_id,
+                        position=position,
+                        film_box_uid=film.film_box_uid,
+                        image_display_format=film.image_display_format[:64],
+                        image_boxes=film.image_boxes,
+                        created_at=now,
+                    )
+                )
             conn.execute(
                 insert(changes).values(
                     change_type="print-job",
@@ -341,3 +460,82 @@ class PrintRepository:
         query = select(print_jobs).order_by(print_jobs.c.id.desc()).limit(limit)
         with self.db.read() as conn:
             return [_job(row) for row in conn.execute(query)]
+
+    def record_archived_film(
+        self, print_job_uid: str, film_box_uid: str, film: ArchivedFilm
+    ) -> None:
+        """Print-to-archive stored a film of a print job: its Secondary Capture and PNG."""
+        job = select(print_jobs.c.id).where(print_jobs.c.sop_instance_uid == print_job_uid)
+        target = (
+            select(print_films.c.id)
+            .where(print_films.c.job_fk == job.scalar_subquery())
+            .where(print_films.c.film_box_uid == film_box_uid)
+            .where(print_films.c.sop_instance_uid == "")
+            .order_by(print_films.c.position)
+            .limit(1)
+        )
+        with self.db.write() as conn:
+            film_id = conn.execute(target).scalar()
+            if film_id is None:
+                raise NoSuchInstance(
+                    f"print job {print_job_uid} has no unarchived film of film box {film_box_uid}"
+                )
+            conn.execute(
+                update(print_films)
+                .where(print_films.c.id == film_id)
+                .values(
+                    sop_instance_uid=film.sop_instance_uid,
+                    study_instance_uid=film.study_instance_uid,
+                    series_instance_uid=film.series_instance_uid,
+                    png=film.png[:200],
+                    rows=film.rows,
+                    columns=film.columns,
+                    color=film.color,
+                )
+            )
+
+    def films(self, job_id: int) -> builtins.list[PrintFilm]:
+        """The films of one print job, in print order."""
+        query = (
+            select(print_films)
+            .where(print_films.c.job_fk == job_id)
+            .order_by(print_films.c.position)
+        )
+        with self.db.read() as conn:
+            return [_film(row) for row in conn.execute(query)]
+
+    def job_page(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        calling_ae_title: str | None = None,
+        status: ExecutionStatus | None = None,
+    ) -> PrintJobPage:
+        """Print jobs with their films, newest first: ``limit`` (1..1000) from ``offset``,
+        optionally only one calling AE title's or one status's."""
+        if offset < 0 or not 1 <= limit <= 1000:
+            raise ValueError(f"offset {offset} / limit {limit} out of range")
+        conditions = []
+        if calling_ae_title is not None:
+            conditions.append(print_jobs.c.calling_ae_title == calling_ae_title)
+        if status is not None:
+            conditions.append(print_jobs.c.status == status.value)
+        query = select(print_jobs).where(*conditions)
+        counted = select(func.count()).select_from(print_jobs).where(*conditions)
+        page = query.order_by(print_jobs.c.id.desc()).offset(offset).limit(limit)
+        with self.db.read() as conn:
+            total = int(conn.execute(counted).scalar_one())
+            jobs = [_job(row) for row in conn.execute(page)]
+            ids = [job.id for job in jobs]
+            by_job: dict[int, builtins.list[PrintFilm]] = {job_id: [] for job_id in ids}
+            if ids:
+                rows = conn.execute(
+                    select(print_films)
+                    .where(print_films.c.job_fk.in_(ids))
+                    .order_by(print_films.c.job_fk, print_films.c.position)
+                )
+                for row in rows:
+                    by_job[int(row.job_fk)].append(_film(row))
+        items = [PrintJobView(job, by_job[job.id]) for job in jobs]
+        return PrintJobPage(total, offset, limit, items)

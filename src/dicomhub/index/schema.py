@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from dicomhub.index.attributes import INTEGER_VRS, IndexedAttribute, Level, attributes_of
@@ -334,6 +336,9 @@ print_objects = Table(
     Column("calling_ae_title", String(16), nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The association that created a film session or presentation LUT: they live as long as
+    # it does (PS3.4 H), and are deleted with everything below them when it ends.
+    Column("association_uid", String(64), nullable=False, server_default="", index=True),
 )
 
 print_jobs = Table(
@@ -354,6 +359,30 @@ print_jobs = Table(
     Column("calling_ae_title", String(16), nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True), nullable=True),
+)
+
+print_films = Table(
+    "print_films",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_fk", BigId, ForeignKey("print_jobs.id", ondelete="CASCADE"), nullable=False),
+    # The film's place in its print job (1-based) and the film box it was printed from.
+    Column("position", Integer, nullable=False),
+    Column("film_box_uid", String(64), nullable=False, server_default=""),
+    Column("image_display_format", String(64), nullable=False, server_default=""),
+    # Image boxes that held an image when the film was printed.
+    Column("image_boxes", Integer, nullable=False, server_default="0"),
+    # Print-to-archive: the stored Secondary Capture and its PNG (relative to data_dir);
+    # empty while (or when not) archived.
+    Column("sop_instance_uid", String(64), nullable=False, server_default=""),
+    Column("study_instance_uid", String(64), nullable=False, server_default=""),
+    Column("series_instance_uid", String(64), nullable=False, server_default=""),
+    Column("png", String(200), nullable=False, server_default=""),
+    Column("rows", Integer, nullable=False, server_default="0"),
+    Column("columns", Integer, nullable=False, server_default="0"),
+    Column("color", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("job_fk", "position"),
 )
 
 LEVEL_TABLES: dict[Level, Table] = {

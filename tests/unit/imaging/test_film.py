@@ -26,16 +26,16 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 
 from dicomhub.errors import InvalidAttributeValue
 from dicomhub.imaging.film import (
-    Cell,
-    FilmJob,
     compose_film,
     density_pixel,
-    film_layout,
+    density_scale,
     film_png,
     film_secondary_capture,
-    film_size,
     print_study_identity,
 )
+from dicomhub.imaging.geometry import Cell, film_layout, film_size
+from dicomhub.imaging.gsdf import jnd_index
+from dicomhub.index.print_jobs import FilmJob
 from dicomhub.ingest import IngestRequest, StoreStatus
 from dicomhub.runtime import Runtime
 
@@ -252,14 +252,31 @@ def test_presentation_lut_sequence_maps_the_values() -> None:
     )
 
 
+def _gsdf_p_value(density: float, low: float, high: float) -> int:
+    """PS3.14 7.3 by hand: the P-Value (0..255) of a density on transmissive film, L0 2000,
+    La 10 cd/m2, densities in OD."""
+
+    def j(d: float) -> float:
+        return float(jnd_index(10 + 2000 * 10**-d))
+
+    return round(255 * (j(density) - j(high)) / (j(low) - j(high)))
+
+
 def test_density_mapping() -> None:
-    assert density_pixel("BLACK", 20, 300, "BLACK") == 0
-    assert density_pixel("WHITE", 20, 300, "BLACK") == 255
-    assert density_pixel("150", 20, 300, "BLACK") == round(255 * 150 / 280)
-    assert density_pixel("10", 20, 300, "BLACK") == 255  # clipped at MinDensity
-    assert density_pixel(None, 20, 300, "WHITE") == 255
+    scale = density_scale(film_box())  # MinDensity 20, MaxDensity 300 by default
+    assert density_pixel("BLACK", scale, "BLACK") == 0
+    assert density_pixel("WHITE", scale, "BLACK") == 255
+    assert density_pixel("150", scale, "BLACK") == _gsdf_p_value(1.5, 0.2, 3.0) == 84
+    assert density_pixel("10", scale, "BLACK") == 255  # clipped at MinDensity
+    assert density_pixel("400", scale, "BLACK") == 0  # clipped at MaxDensity
+    assert density_pixel(None, scale, "WHITE") == 255
+    darker = [density_pixel(str(d), scale, "BLACK") for d in range(20, 301, 20)]
+    assert darker == sorted(darker, reverse=True)
+    assert len(set(darker)) == len(darker)
     with pytest.raises(InvalidAttributeValue):
-        density_pixel("GREY", 20, 300, "BLACK")
+        density_pixel("GREY", scale, "BLACK")
+    with pytest.raises(InvalidAttributeValue):
+        density_scale(film_box(MinDensity=200, MaxDensity=100))
 
 
 def test_empty_cells_and_border_density() -> None:
@@ -272,11 +289,12 @@ def test_empty_cells_and_border_density() -> None:
     )
     film = compose_film(job(box, grey_box(uniform(0)), None))
     first, second = film_layout("STANDARD\\2,1", *FILM_100DPI, GAP)
-    assert film[0, 0] == round(255 * 100 / 200)  # border
+    border = _gsdf_p_value(1.0, 0.0, 2.0)
+    assert film[0, 0] == border
     assert (cell_of(film, second) == 255).all()  # empty image density
     inside = cell_of(film, first)
     assert inside[inside.shape[0] // 2, inside.shape[1] // 2] == 0
-    assert inside[0, 0] == 128  # the letterbox around the square image is border density
+    assert inside[0, 0] == border  # the letterbox around the square image is border density
     # fewer image boxes than positions: the rest are empty; more are refused
     assert (cell_of(compose_film(job(box, grey_box(uniform(0)))), second) == 255).all()
     with pytest.raises(InvalidAttributeValue):
@@ -510,3 +528,65 @@ def test_images_rule_uses_the_printed_images_study() -> None:
     carrying.BasicGrayscaleImageSequence[0].StudyInstanceUID = study
     carrying.BasicGrayscaleImageSequence[0].PatientID = "P42"
     assert print_study_identity(job(film_box(), carrying)).study_uid == study
+
+
+# Presentation LUT shapes and annotations -------------------------------------------------
+
+
+def _shape(value: str) -> Dataset:
+    lut = Dataset()
+    lut.PresentationLUTShape = value
+    return lut
+
+
+def test_lin_od_values_are_densities_identity_values_are_p_values() -> None:
+    ramp = np.tile(np.array([0, 64, 128, 192, 255], dtype=np.uint16).repeat(20), (20, 1))
+    box = film_box(MagnificationType="REPLICATE", MinDensity=20, MaxDensity=300)
+    cell = film_layout("STANDARD\\1,1", *FILM_100DPI, GAP)[0]
+
+    def samples(lut: Dataset | None) -> list[int]:
+        film = compose_film(job(box, grey_box(ramp), presentation_lut=lut))
+        row = cell_of(film, cell)[cell.height // 2]
+        step = cell.width // 5
+        return [int(row[step * index + step // 2]) for index in range(5)]
+
+    assert samples(None) == samples(_shape("IDENTITY")) == [0, 64, 128, 192, 255]
+    lin_od = samples(_shape("LIN OD"))
+    densities = [3.0 - value / 255 * 2.8 for value in (0, 64, 128, 192, 255)]
+    assert lin_od == [_gsdf_p_value(d, 0.2, 3.0) for d in densities]
+    assert lin_od[0] == 0 and lin_od[-1] == 255
+    assert lin_od[2] < 100  # half way in density is much darker than half way in P-Values
+    # an image box's own Presentation LUT overrides the film box's
+    film = compose_film(
+        FilmJob(
+            print_job_uid=generate_uid(),
+            film_session=Dataset(),
+            film_box=box,
+            image_boxes=[grey_box(uniform(128))],
+            presentation_lut=_shape("IDENTITY"),
+            image_luts=[_shape("LIN OD")],
+        )
+    )
+    assert _centre(film) == _gsdf_p_value(3.0 - 128 / 255 * 2.8, 0.2, 3.0)
+
+
+def test_annotations_are_burned_into_the_band() -> None:
+    box = film_box("STANDARD\\1,1", AnnotationDisplayFormatID="LABEL", BorderDensity="BLACK")
+    blank = compose_film(job(box, grey_box(uniform(128))))
+    film = compose_film(job(box, grey_box(uniform(128)), annotations=[(1, "LEFT KNEE")]))
+    band_top = FILM_100DPI[0] - 30
+    changed = np.argwhere(film != blank)
+    assert changed.size, "no annotation text"
+    assert changed[:, 0].min() >= band_top  # only inside the annotation band
+    assert changed[:, 1].min() >= GAP  # left-aligned in its cell
+    assert set(np.unique(film[band_top:]).tolist()) == {0, 255}  # white text on black border
+    # 9 characters of 6 dots at scale 2 (0.15 inch at 100 dpi), 7 rows of dots high
+    assert changed[:, 1].max() < GAP + 9 * 12
+    assert changed[:, 0].max() - changed[:, 0].min() + 1 == 14
+    light = film_box("STANDARD\\1,1", AnnotationDisplayFormatID="LABEL", BorderDensity="WHITE")
+    text = compose_film(job(light, annotations=[(1, "X")]))[band_top:]
+    assert set(np.unique(text).tolist()) == {0, 255}  # black text on a white border
+    # without an annotation display format the film has no band and no text
+    plain = compose_film(job(film_box(), grey_box(uniform(128)), annotations=[(1, "LEFT")]))
+    assert plain.shape == blank.shape
+    assert not (plain[band_top:, GAP:-GAP] == 255).any()

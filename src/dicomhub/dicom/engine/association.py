@@ -141,6 +141,8 @@ class Association:
         """The handler of each request (print requests go to ``_n_print`` whatever they are)."""
         """The peer asked for the release: requests from dicomhub are no longer sent."""
         self.sub_message_id = 0
+        self.used_print = False
+        """A Print Management request was served: its film sessions end with the association."""
 
     # Life cycle -------------------------------------------------------------------------
 
@@ -193,6 +195,9 @@ class Association:
             stale = self.queue.get_nowait()
             if stale.writer is not None:
                 stale.writer.discard()
+        if self.used_print:
+            with contextlib.suppress(Exception):
+                await self._run(self.engine.services.print_management.association_ended, self.info)
         self.engine.active.discard(self)
         self.stream.close()
         with contextlib.suppress(ConnectionError, OSError):
@@ -728,6 +733,7 @@ class Association:
                 for i in range(0, len(identifiers) - 3, 4)
             ],
         )
+        self.used_print = True
         try:
             request.data = self._identifier(message) if message.data else None
             result = await self._run(

@@ -12,16 +12,24 @@ The SCU builds a film session hierarchy and prints it:
 - Print Job: N-GET of a job an N-ACTION created.
 
 Values are checked against PS3.3 C.13 (0x0106 with the offending attribute as the Attribute
-List; 0x0120 / 0x0121 when a required one is absent or empty).  Warnings: 0xB602 (session
-printed with no image), 0xB603 (film box printed with no image).  Failures: 0xC600 (session
-printed without film box), 0xC602 (the print hook failed; a ``PrintJobFailed`` it raises,
-such as the print relay's, keeps its ErrorComment), 0x0112 (unknown instance), 0x0111
-(N-CREATE of an existing UID), 0x0123 (action type other than 1), 0x0211 (an operation the
-SOP class does not define).
+List; 0x0120 / 0x0121 when a required one is absent or empty); a Film Box whose Image Display
+Format has more image boxes than its film holds is refused with 0x0106.  An image larger than
+its image box (``imaging.geometry``) is decimated (Warning 0xB60A), demagnified (0xB604) or
+cropped (0xB609), or refused (0xC603) when Requested Decimate/Crop Behavior is FAIL: at the
+Image Box N-SET and again at the print, as PS3.4 H.4.3 and H.4.2.2.4 define.  Other warnings:
+0xB602 (session printed with no image), 0xB603 (film box printed with no image).  Failures:
+0xC600 (session printed without film box), 0xC602 (the print hook failed; a
+``PrintJobFailed`` it raises, such as the print relay's, keeps its ErrorComment), 0x0112
+(unknown or deleted instance), 0x0111 (N-CREATE of an existing UID), 0x0123 (action type other
+than 1), 0x0211 (an operation the SOP class does not define).  Every warning and failure
+carries an ErrorComment and is logged.
 
 Every instance lives in the database (``index.print_jobs``), so any dicomhub process sharing it
-serves the session.  A print records a print job and hands each film box, as a ``FilmJob``, to
-the ``compose`` hook (print-to-archive), when one is set.
+serves the session.  A film session (with its film boxes and image boxes) and a presentation LUT
+live as long as the association that created them (PS3.4 H): ``association_ended`` deletes
+them; the print jobs and films recorded stay.  A print records a print job with its films and
+hands each film box, as a ``FilmJob``, to the ``compose`` hook (print-to-archive, print
+relay), when one is set.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -55,6 +63,7 @@ from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.errors import (
     CannotUnderstand,
     FilmSessionEmpty,
+    ImageTooLarge,
     InvalidAttributeValue,
     InvalidSOPInstance,
     MissingAttribute,
@@ -65,10 +74,18 @@ from dicomhub.errors import (
     UnrecognizedOperation,
 )
 from dicomhub.header import is_valid_uid
+from dicomhub.imaging.film import film_fits, image_shape
+from dicomhub.imaging.geometry import (
+    ANNOTATION_BOXES,
+    Fit,
+    film_geometry,
+    image_placement,
+)
 from dicomhub.index.print_jobs import (
     ExecutionStatus,
     FilmJob,
     NewObject,
+    PrintedFilm,
     PrintKind,
     PrintObject,
     PrintRepository,
@@ -77,13 +94,19 @@ from dicomhub.index.print_jobs import (
 LOG = logging.getLogger("dicomhub.dicom")
 PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
 """The well-known Printer SOP Instance UID (PS3.4 H.4.6)."""
-ANNOTATION_BOXES = 1
-"""Annotation boxes created for a film box with an Annotation Display Format ID."""
 MAX_CELLS = 100
 """Largest number of image boxes one film box may hold."""
 
 WARNING_SESSION_EMPTY_PAGE = 0xB602
 WARNING_FILM_BOX_EMPTY_PAGE = 0xB603
+STALE_AFTER = timedelta(days=1)
+"""Association-scoped instances older than this are deleted whenever an association ends
+(left behind by a process that stopped before its associations ended)."""
+_FIT_COMMENTS = {
+    Fit.DEMAGNIFIED: "image larger than its image box: demagnified to fit",
+    Fit.CROPPED: "image larger than its image box: cropped to fit",
+    Fit.DECIMATED: "image larger than its image box: decimated to fit",
+}
 
 _KIND_OF_CLASS: dict[str, PrintKind] = {
     BASIC_FILM_SESSION: PrintKind.FILM_SESSION,
@@ -149,6 +172,13 @@ def _any(value: str) -> bool:
     return True
 
 
+def _positive_decimal(value: str) -> bool:
+    try:
+        return 0 < float(value) < 10000
+    except ValueError:
+        return False
+
+
 FILM_SESSION_VALUES: dict[str, Callable[[str], bool]] = {
     "PrintPriority": _one_of("HIGH", "MED", "LOW"),
     "MediumType": _one_of(
@@ -199,7 +229,7 @@ IMAGE_BOX_VALUES: dict[str, Callable[[str], bool]] = {
     "MagnificationType": MAGNIFICATION,
     "SmoothingType": _any,
     "ConfigurationInformation": _any,
-    "RequestedImageSize": _any,
+    "RequestedImageSize": _positive_decimal,
     "RequestedDecimateCropBehavior": _one_of("DECIMATE", "CROP", "FAIL"),
 }
 
@@ -236,6 +266,18 @@ def check_copies(data: Dataset, maximum: int) -> None:
                 f"NumberOfCopies {value[:10]!r} not in 1..{maximum}",
                 _attribute_list(data, "NumberOfCopies"),
             )
+
+
+def check_densities(data: Dataset, merged: Dataset) -> None:
+    """Max Density above Min Density (0x0106 naming the one ``data`` sets)."""
+    low, high = merged.get("MinDensity"), merged.get("MaxDensity")
+    if low in (None, "") or high in (None, ""):
+        return
+    if int(high) <= int(low):
+        keyword = "MaxDensity" if "MaxDensity" in data else "MinDensity"
+        raise InvalidAttributeValue(
+            f"MaxDensity {high} is not above MinDensity {low}", _attribute_list(data, keyword)
+        )
 
 
 def image_display_cells(value: str) -> int:
@@ -340,6 +382,24 @@ class PrintService:
         self.compose = compose
         """Called for every film box printed (print-to-archive); None: the job is recorded."""
 
+    def association_ended(self, association: AssociationInfo) -> None:
+        """Delete the film sessions and presentation LUTs of an association that ended, and
+        any left behind by a stopped process; never raises (it runs as the association closes).
+        """
+        try:
+            released = self.repository.release_association(association.association_uid)
+            stale = self.repository.release_stale(STALE_AFTER)
+        except Exception:
+            LOG.exception("print state of %s could not be released", association)
+            return
+        if released or stale:
+            LOG.info(
+                "association %s ended: %d print instance(s) released, %d stale one(s) removed",
+                association,
+                released,
+                stale,
+            )
+
     def handle(self, association: AssociationInfo, request: PrintRequest) -> PrintResult:
         """Run one request; a ``DicomhubError`` is a failure status."""
         self.access.check_service(association, Service.PRINT)
@@ -349,13 +409,15 @@ class PrintService:
                 f"{request.operation} is not defined for {request.sop_class_uid}"
             )
         result = handler(association, request)
-        LOG.info(
-            "%s %s %s from %s: 0x%04X",
+        LOG.log(
+            logging.WARNING if result.status else logging.INFO,
+            "%s %s %s from %s: 0x%04X%s",
             request.operation,
             _KIND_OF_CLASS.get(request.sop_class_uid, request.sop_class_uid),
             result.sop_instance_uid,
             association,
             result.status,
+            f" {result.comment}" if result.comment else "",
         )
         return result
 
@@ -411,6 +473,7 @@ class PrintService:
             uid,
             to_bytes(data),
             calling_ae_title=info.calling_ae_title,
+            association_uid=info.association_uid,
         )
         return PrintResult(uid, data if len(data) else None)
 
@@ -435,6 +498,8 @@ class PrintService:
                 str(exc)[:64], _attribute_list(data, "ImageDisplayFormat")
             ) from None
         check_values(data, FILM_BOX_VALUES, "Film Box")
+        check_densities(data, data)
+        film_geometry(data, self.settings.print_film_dpi)  # fits its film (0x0106 otherwise)
         references = _require(data, "ReferencedFilmSessionSequence", "Film Box")
         session_uid = _text(references[0].get("ReferencedSOPInstanceUID"))
         session = self.repository.get(session_uid) if session_uid else None
@@ -513,6 +578,7 @@ class PrintService:
                     _attribute_list(data, keyword),
                 )
         check_values(data, FILM_BOX_SETTABLE, "Film Box")
+        check_densities(data, _merge(from_bytes(box.attributes), data))
         self._check_lut_reference(data)
         self.repository.update(box.id, to_bytes(_merge(current, data)))
         return PrintResult(box.sop_instance_uid)
@@ -543,8 +609,32 @@ class PrintService:
             check_image(item, color)
         self._check_lut_reference(data)
         merged = _merge(from_bytes(box.attributes), data)
+        fit = self._fit(box, merged)
         self.repository.update(box.id, to_bytes(merged))
+        if fit is not Fit.FITS:
+            return PrintResult(box.sop_instance_uid, None, fit.status, _FIT_COMMENTS[fit])
         return PrintResult(box.sop_instance_uid)
+
+    def _fit(self, box: PrintObject, image_box: Dataset) -> Fit:
+        """How an image box's image fits its cell; ``ImageTooLarge`` when it does not and the
+        SCU asked for failure."""
+        shape = image_shape(image_box)
+        film_box = self.repository.get_by_id(box.parent_id or 0)
+        if shape is None or film_box is None:
+            return Fit.FITS
+        film = from_bytes(film_box.attributes)
+        geometry = film_geometry(film, self.settings.print_film_dpi)
+        if not 1 <= box.position <= len(geometry.cells):
+            return Fit.FITS
+        cell = geometry.cells[box.position - 1]
+        placement = image_placement(cell, *shape, image_box, film, geometry.dpi)
+        if placement.fit is Fit.TOO_LARGE:
+            raise ImageTooLarge(
+                f"image {shape[1]}x{shape[0]} larger than image box {box.position}: needs "
+                f"{placement.columns}x{placement.rows} film pixels, the box has "
+                f"{cell.width}x{cell.height} (RequestedDecimateCropBehavior FAIL)"
+            )
+        return placement.fit
 
     def _set_annotation_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
         box = self._instance(request)
@@ -577,6 +667,7 @@ class PrintService:
             uid,
             to_bytes(data),
             calling_ae_title=info.calling_ae_title,
+            association_uid=info.association_uid,
         )
         return PrintResult(uid)
 
@@ -606,7 +697,9 @@ class PrintService:
             session, boxes = parent, [target]
             empty_warning = WARNING_FILM_BOX_EMPTY_PAGE
         session_data = from_bytes(session.attributes)
+        session_data.SOPInstanceUID = session.sop_instance_uid
         films = [self._film_job(info, session_data, box) for box in boxes]
+        fits = [fit for film in films for fit in self._fits(film)]
         copies = int(_text(session_data.get("NumberOfCopies")) or 1)
         job_uid = str(generate_uid())
         job = self.repository.record_job(
@@ -617,6 +710,14 @@ class PrintService:
             number_of_copies=copies,
             print_priority=_text(session_data.get("PrintPriority")) or "MED",
             calling_ae_title=info.calling_ae_title,
+            films=[
+                PrintedFilm(
+                    box.sop_instance_uid,
+                    _text(film.film_box.get("ImageDisplayFormat")),
+                    sum(image is not None for image in film.image_boxes),
+                )
+                for box, film in zip(boxes, films, strict=True)
+            ],
         )
         for film in films:
             film.print_job_uid = job_uid
@@ -652,11 +753,29 @@ class PrintService:
             return PrintResult(
                 target.sop_instance_uid, response, empty_warning, "no image box was set"
             )
+        warning = next((fit for fit in fits if fit is not Fit.FITS), None)
+        if warning is not None:
+            return PrintResult(
+                target.sop_instance_uid, response, warning.status, _FIT_COMMENTS[warning]
+            )
         return PrintResult(target.sop_instance_uid, response)
+
+    def _fits(self, film: FilmJob) -> list[Fit]:
+        """How the images of a film fit; ``ImageTooLarge`` before anything is recorded when
+        one is larger than its box with FAIL behaviour."""
+        fits = film_fits(film, dpi=self.settings.print_film_dpi)
+        for position, fit in enumerate(fits, start=1):
+            if fit is Fit.TOO_LARGE:
+                raise ImageTooLarge(
+                    f"the image of image box {position} is larger than its box "
+                    "(RequestedDecimateCropBehavior FAIL)"
+                )
+        return [fit for fit in fits if fit is not None]
 
     def _film_job(self, info: AssociationInfo, session: Dataset, box: PrintObject) -> FilmJob:
         film_box = from_bytes(box.attributes)
         images: list[Dataset | None] = []
+        image_luts: list[Dataset | None] = []
         annotations: list[Dataset] = []
         color = False
         for child in self.repository.children(box.id):
@@ -669,22 +788,28 @@ class PrintService:
                 "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
             )
             images.append(data if sequence else None)
-        lut = None
-        for item in film_box.get("ReferencedPresentationLUTSequence") or []:
-            found = self.repository.get(_text(item.get("ReferencedSOPInstanceUID")))
-            if found is not None:
-                lut = from_bytes(found.attributes)
+            image_luts.append(self._lut(data))
+        film_box.SOPInstanceUID = box.sop_instance_uid
         return FilmJob(
             print_job_uid="",
             film_session=session,
             film_box=film_box,
             image_boxes=images,
             annotations=annotations,
-            presentation_lut=lut,
+            presentation_lut=self._lut(film_box),
+            image_luts=image_luts,
             calling_ae_title=info.calling_ae_title,
             called_ae_title=info.called_ae_title,
             color=color,
         )
+
+    def _lut(self, data: Dataset) -> Dataset | None:
+        """The Presentation LUT a film box or image box references, None for none."""
+        for item in data.get("ReferencedPresentationLUTSequence") or []:
+            found = self.repository.get(_text(item.get("ReferencedSOPInstanceUID")))
+            if found is not None and found.kind is PrintKind.PRESENTATION_LUT:
+                return from_bytes(found.attributes)
+        return None
 
     # N-GET ------------------------------------------------------------------------------------
 
