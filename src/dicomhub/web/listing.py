@@ -143,6 +143,15 @@ def plain(dataset: Dataset, keyword: str) -> Any:
     return [one] if keyword in MULTI_VALUED else one
 
 
+def text_of(value: Any) -> str:
+    """A data set value as one line of text (values joined by backslash, '' when empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(text_of(v) for v in value)
+    return str(value).strip()
+
+
 def _one(value: Any) -> Any:
     if isinstance(value, PersonName):
         return str(value)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query
 
 from dicomhub.errors import NoSuchResource
 from dicomhub.index.mpps import Mpps, MppsStatus
-from dicomhub.index.values import text_value
 from dicomhub.web.api.paging import Limit, Offset, choice, page, when
 from dicomhub.web.api.worklist import summary as worklist_summary
 from dicomhub.web.context import WebContext, context
+from dicomhub.web.listing import text_of
 
 router = APIRouter(prefix="/api/mpps", tags=["MPPS"])
 
@@ -31,8 +31,8 @@ def _text(attributes: dict[str, Any], key: str) -> str:
         return ""
     first = values[0]
     if isinstance(first, dict):
-        return text_value(first.get("Alphabetic", ""))
-    return text_value(first)
+        return text_of(first.get("Alphabetic", ""))
+    return text_of(first)
 
 
 def summary(step: Mpps) -> dict[str, Any]:

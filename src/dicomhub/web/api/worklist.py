@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 from pydicom.dataset import Dataset
 
 from dicomhub.errors import InvalidRequest, NoSuchResource, ResourceConflict
-from dicomhub.index.values import text_value
 from dicomhub.index.worklist import WorklistItem, WorklistStatus, step_of
 from dicomhub.web.api.paging import Limit, Offset, choice, page, when
 from dicomhub.web.context import WebContext, actor, context
+from dicomhub.web.listing import text_of
 from dicomhub.worklist_items import WorklistFields, dataset_from_fields
 
 LOG = logging.getLogger("dicomhub.web")
@@ -68,17 +68,17 @@ def summary(item: WorklistItem) -> dict[str, Any]:
     return {
         "id": item.id,
         "status": item.status.value,
-        "patient_name": text_value(dataset.get("PatientName")),
-        "patient_id": text_value(dataset.get("PatientID")),
-        "accession_number": text_value(dataset.get("AccessionNumber")),
-        "study_instance_uid": text_value(dataset.get("StudyInstanceUID")),
-        "procedure": text_value(dataset.get("RequestedProcedureDescription"))
-        or text_value(step.get("ScheduledProcedureStepDescription")),
-        "modality": text_value(step.get("Modality")),
-        "station_ae_title": text_value(step.get("ScheduledStationAETitle")),
-        "start_date": text_value(step.get("ScheduledProcedureStepStartDate")),
-        "start_time": text_value(step.get("ScheduledProcedureStepStartTime")),
-        "step_id": text_value(step.get("ScheduledProcedureStepID")),
+        "patient_name": text_of(dataset.get("PatientName")),
+        "patient_id": text_of(dataset.get("PatientID")),
+        "accession_number": text_of(dataset.get("AccessionNumber")),
+        "study_instance_uid": text_of(dataset.get("StudyInstanceUID")),
+        "procedure": text_of(dataset.get("RequestedProcedureDescription"))
+        or text_of(step.get("ScheduledProcedureStepDescription")),
+        "modality": text_of(step.get("Modality")),
+        "station_ae_title": text_of(step.get("ScheduledStationAETitle")),
+        "start_date": text_of(step.get("ScheduledProcedureStepStartDate")),
+        "start_time": text_of(step.get("ScheduledProcedureStepStartTime")),
+        "step_id": text_of(step.get("ScheduledProcedureStepID")),
         "source": item.source,
         "order_key": item.order_key,
         "created_at": when(item.created_at),
