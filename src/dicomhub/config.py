@@ -134,7 +134,27 @@ class Settings(BaseSettings):
         description="Address to listen on. On loopback everything is open; on a network "
         "address only declared peers may connect unless allow_unknown_calling_ae is true.",
     )
-    http_port: int = Field(8042, ge=0, le=65535, description="TCP port of the HTTP server.")
+    http_port: int = Field(
+        8042,
+        ge=0,
+        le=65535,
+        description="TCP port of the HTTP server (REST API, DICOMweb, web UI), on `bind` too.  "
+        "On loopback it is open to anyone unless HTTP users or tokens exist "
+        "(`dicomhub users`); on a network address `dicomhub serve` refuses to start without "
+        "them.",
+    )
+    http_max_upload: int = Field(
+        4 << 30,
+        ge=1024,
+        description="Largest request body, in bytes, of an upload (STOW-RS, REST upload); a "
+        "larger one is refused with 413 and nothing of it is kept.",
+    )
+    http_base_url: str = Field(
+        "",
+        description="Public address of the HTTP server as clients reach it (e.g. "
+        "https://pacs.example.org), used in the URLs of DICOMweb answers (RetrieveURL, "
+        "BulkDataURI); empty: taken from each request's Host header.",
+    )
     data_dir: Path = Field(
         Path("./dicomhub-data"), description="Folder for the blob store and the SQLite index."
     )

@@ -315,5 +315,19 @@ def render_conformance() -> str:
         " Implicit VR Little Endian; an instance is sent unchanged on the first when accepted,"
         " otherwise transcoded to the syntax accepted.",
         "",
+        "## DICOMweb (PS3.18)",
+        "",
+        "Served under `/dicom-web` by the HTTP server of `dicomhub serve`.  QIDO-RS: studies,"
+        " series and instances, at the top and within a study or series, with the C-FIND"
+        " matching above (relational), `includefield` (`all` included), `limit`, `offset`;"
+        " `fuzzymatching` is accepted and answered with a Warning header; no match is 204."
+        "  WADO-RS: studies, series and instances as multipart/related application/dicom"
+        " (`transfer-syntax=*` as stored, a named syntax transcoded, none: Explicit VR Little"
+        " Endian), metadata, frames (native or as stored), bulk data, rendered (JPEG, PNG)."
+        "  WADO-URI at `/wado`.  STOW-RS: multipart/related application/dicom, to any study or"
+        " to one; ReferencedSOPSequence and FailedSOPSequence with the C-STORE status of each"
+        " refusal as FailureReason (table above; 0xC409 for another study than the URL's);"
+        " HTTP 200 (all stored), 202 (some refused), 409 (none stored), 400, 413, 415.",
+        "",
     ]
     return "\n".join(lines)

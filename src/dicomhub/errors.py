@@ -1,8 +1,8 @@
 """The outcome table: every failure dicomhub reports, with its DIMSE and HTTP status.
 
 The DICOM side converts an exception into a status in one place (``dicom.adapter``), the web side
-in one place too; both read ``dimse_status`` / ``http_status`` from these classes, so the same
-problem gets the same answer whichever protocol carried it.
+in one place too (``web.problems``); both read ``dimse_status`` / ``http_status`` from these
+classes, so the same problem gets the same answer whichever protocol carried it.
 """
 
 from __future__ import annotations
@@ -257,6 +257,65 @@ class PrintRelayFailed(PrintJobFailed):
     says what the printer answered."""
 
 
+class StudyInstanceUIDMismatch(DicomhubError):
+    """A STOW-RS request to one study holds an instance of another study."""
+
+    dimse_status = 0xC409
+    http_status = 409
+    summary = "error: cannot understand (Study Instance UID mismatch)"
+
+
+class InvalidRequest(DicomhubError):
+    """An HTTP request whose parameters or body cannot be understood."""
+
+    http_status = 400
+    summary = "error: invalid request"
+
+
+class AuthenticationRequired(DicomhubError):
+    """An HTTP request without valid credentials while authentication is on."""
+
+    dimse_status = 0x0124
+    http_status = 401
+    summary = "refused: authentication required"
+
+
+class NoSuchResource(DicomhubError):
+    """An HTTP request names a patient, study, series, peer or job dicomhub does not have."""
+
+    http_status = 404
+    summary = "failure: no such resource"
+
+
+class NotAcceptable(DicomhubError):
+    """No media type the HTTP client accepts can be produced for the resource."""
+
+    http_status = 406
+    summary = "failure: not acceptable"
+
+
+class ResourceConflict(DicomhubError):
+    """An HTTP request conflicts with the state of the resource (e.g. a configured peer)."""
+
+    http_status = 409
+    summary = "failure: conflict"
+
+
+class RequestTooLarge(DicomhubError):
+    """An HTTP request body larger than the configured limit (``http_max_upload``)."""
+
+    dimse_status = 0xA700
+    http_status = 413
+    summary = "refused: request too large"
+
+
+class UnsupportedMediaType(DicomhubError):
+    """An HTTP request body of a media type the route does not take."""
+
+    http_status = 415
+    summary = "failure: unsupported media type"
+
+
 OUTCOMES: tuple[type[DicomhubError], ...] = (
     OutOfResources,
     DataSetDoesNotMatchSOPClass,
@@ -284,5 +343,13 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     FilmSessionEmpty,
     PrintJobFailed,
     ImageTooLarge,
+    StudyInstanceUIDMismatch,
+    InvalidRequest,
+    AuthenticationRequired,
+    NoSuchResource,
+    NotAcceptable,
+    ResourceConflict,
+    RequestTooLarge,
+    UnsupportedMediaType,
 )
 """Every outcome class, in the order the conformance statement lists them."""

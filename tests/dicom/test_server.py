@@ -326,7 +326,9 @@ def test_cancel_checked_before_every_match(runtime: Runtime) -> None:
     from dicomhub.dicom.services.query import QueryService
 
     class ThreeMatches(FindService):
-        def find(self, identifier: Dataset, model: InformationModel) -> Iterator[Dataset]:
+        def find(
+            self, identifier: Dataset, model: InformationModel, *, relational: bool = False
+        ) -> Iterator[Dataset]:
             yield from (Dataset(), Dataset(), Dataset())
 
     service = QueryService(ThreeMatches(runtime.db), AccessPolicy(runtime.settings))

@@ -496,13 +496,20 @@ class Hub:
         ae_title: str,
         data_dir: Path,
         log_path: Path,
+        http_port: int = 0,
     ) -> None:
         self.process = process
         self.host = HOST
         self.port = port
+        self.http_port = http_port
         self.ae_title = ae_title
         self.data_dir = data_dir
         self.log_path = log_path
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the hub's HTTP server (REST API, DICOMweb)."""
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def storage_dir(self) -> Path:
@@ -660,6 +667,7 @@ def running_hub(
         {
             "DICOMHUB_AE_TITLE": HUB_AE,
             "DICOMHUB_DICOM_PORT": str(free_port()),
+            "DICOMHUB_HTTP_PORT": str(free_port()),
             "DICOMHUB_BIND": HOST,
             "DICOMHUB_DATA_DIR": str(workdir / "data"),
             "DICOMHUB_LOG_LEVEL": "INFO",
@@ -688,6 +696,7 @@ def running_hub(
         environment["DICOMHUB_AE_TITLE"],
         Path(environment["DICOMHUB_DATA_DIR"]),
         log_path,
+        int(environment["DICOMHUB_HTTP_PORT"]),
     )
     try:
         hub.wait_ready()
@@ -999,8 +1008,11 @@ def store_raw(hub: Hub, path: Path, *, calling_ae: str = "CRAFTER") -> Dataset:
         _config.STORE_SEND_CHUNKED_DATASET = previous
 
 
-def hub_cli(hub: Hub, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run a ``dicomhub`` command on a running hub's data folder and configuration."""
+def hub_cli(
+    hub: Hub, *args: str, timeout: float = 180, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a ``dicomhub`` command on a running hub's data folder and configuration (with
+    ``stdin`` as its standard input)."""
     environment = {k: v for k, v in tool_env().items() if not k.startswith("DICOMHUB_")}
     environment.update(
         {
@@ -1018,4 +1030,5 @@ def hub_cli(hub: Hub, *args: str, timeout: float = 180) -> subprocess.CompletedP
         timeout=timeout,
         env=environment,
         check=False,
+        input=stdin if stdin is not None else "",
     )

@@ -17,7 +17,7 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +91,16 @@ class Orthanc:
 
 @contextmanager
 def running_orthanc(
-    workdir: Path, hub: Hub, *, dicom_port: int = 0, http_port: int = 0
+    workdir: Path,
+    hub: Hub,
+    *,
+    dicom_port: int = 0,
+    http_port: int = 0,
+    plugins: Sequence[str] = (),
 ) -> Iterator[Orthanc]:
-    """Orthanc (AE ORTHANC) with dicomhub declared as the modality "hub"; stopped by PID."""
+    """Orthanc (AE ORTHANC) with dicomhub declared as the modality "hub"; stopped by PID.
+
+    ``plugins`` are shared libraries Orthanc loads (its DICOMweb plugin, for instance)."""
     http_port, dicom_port = http_port or free_port(), dicom_port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -106,7 +113,7 @@ def running_orthanc(
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "DicomModalities": {"hub": [hub.ae_title, HOST, hub.port]},
-        "Plugins": [],
+        "Plugins": list(plugins),
         "StorageCompression": False,
         "DicomScuTimeout": 30,
     }

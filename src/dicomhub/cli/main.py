@@ -1,5 +1,5 @@
 """``dicomhub`` command line: serve, import, config, db, verify, peers, queue, commitments,
-worklist, conformance, and the SCU tools (echo, send, find, retrieve)."""
+worklist, users, conformance, and the SCU tools (echo, send, find, retrieve)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dicomhub import __version__
 from dicomhub.cli.commitments import commitments_app
 from dicomhub.cli.logs import setup_logging
 from dicomhub.cli.queue import queue_app
+from dicomhub.cli.users import users_app
 from dicomhub.cli.worklist import worklist_app
 from dicomhub.config import (
     ConfigError,
@@ -35,6 +36,7 @@ app.add_typer(peers_app, name="peers")
 app.add_typer(queue_app, name="queue")
 app.add_typer(commitments_app, name="commitments")
 app.add_typer(worklist_app, name="worklist")
+app.add_typer(users_app, name="users")
 
 LOG = logging.getLogger("dicomhub")
 _state: dict[str, Path | None] = {"config": None}

@@ -122,14 +122,7 @@ def select_instances(
     model = InformationModel.STUDY_ROOT
     found: dict[str, StoredInstance] = {}
     for uid in uids:
-        matched: list[StoredInstance] = []
-        for lvl in (Level.STUDY, Level.SERIES, Level.IMAGE):
-            identifier = Dataset()
-            identifier.QueryRetrieveLevel = lvl.value
-            setattr(identifier, UNIQUE_KEYS[lvl], uid)
-            matched = locator.instances(identifier, model)
-            if matched:
-                break
+        matched = locator.by_uid(uid)
         if not matched:
             raise UsageError(f"no stored study, series or instance has the UID {uid}")
         found.update((i.sop_instance_uid, i) for i in matched)

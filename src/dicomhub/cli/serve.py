@@ -1,8 +1,12 @@
-"""``dicomhub serve``: the DICOM listener, optionally in several worker processes.
+"""``dicomhub serve``: the DICOM listener, optionally in several worker processes, and the HTTP
+server (REST API, DICOMweb, web UI) in the first process.
 
 With ``workers = N`` (N > 1) every process binds the same port with SO_REUSEPORT, so the
 kernel spreads associations over them; they share the index and the storage root, as any
 dicomhub processes may.  ``max_associations`` then applies to each worker.
+
+Bound to a network address, the HTTP server requires authentication: ``serve`` refuses to
+start while no HTTP user or token exists (``dicomhub users``).
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ import logging
 import multiprocessing
 import signal
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from dicomhub import __version__
 from dicomhub.cli.logs import setup_logging
 from dicomhub.config import Settings, _hide_password
-from dicomhub.runtime import open_runtime
+from dicomhub.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from dicomhub.web.server import HttpServer
 
 LOG = logging.getLogger("dicomhub")
 
@@ -32,7 +40,44 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> None:
+def _active_associations(server: object) -> Callable[[], int] | None:
+    """How to count the listener's open associations, when it says."""
+    engine = getattr(server, "engine", None)
+    active = getattr(engine, "active", None)
+    if active is not None:
+        return lambda: len(active)
+    ae = getattr(server, "ae", None)
+    if ae is not None:
+        return lambda: len(ae.active_associations)
+    return None
+
+
+def check_http_authentication(settings: Settings, runtime: Runtime) -> None:
+    """Refuse to serve HTTP on a network address without any user or token."""
+    from dicomhub.index.credentials import CredentialRepository
+
+    if settings.is_loopback or CredentialRepository(runtime.db).count():
+        return
+    raise StartupError(
+        f"dicomhub is bound to {settings.bind}, a network address, and no HTTP user or token "
+        "exists: anyone could read and change the archive over HTTP.  Create an admin first "
+        "(`dicomhub users add NAME --role admin`, or `dicomhub users token NAME --role "
+        "admin`), or bind to 127.0.0.1."
+    )
+
+
+def _http_server(settings: Settings, runtime: Runtime, listener: object) -> HttpServer:
+    """The HTTP server of this process (not started)."""
+    from dicomhub.web.app import create_app
+    from dicomhub.web.server import HttpServer
+
+    app = create_app(runtime, associations=_active_associations(listener))
+    return HttpServer(app, settings.bind, settings.http_port)
+
+
+def _listen(
+    settings: Settings, *, migrate_schema: bool, reuse_port: bool, http: bool = True
+) -> None:
     """Open the runtime, serve until a signal, then stop cleanly."""
     from dicomhub.dicom.bindings import storage_commitment
     from dicomhub.dicom.commitment_reporter import CommitmentReporter
@@ -47,13 +92,22 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
         raise StartupError(
             f"cannot open the index at {_hide_password(settings.effective_database_url)}: {exc}"
         ) from exc
+    if http:
+        try:
+            check_http_authentication(settings, runtime)
+        except StartupError:
+            runtime.close()
+            raise
     server: Listener = (
         AsyncioDicomServer(runtime, reuse_port=True) if reuse_port else create_listener(runtime)
     )
     forwarder = Forwarder(runtime)
     hl7 = HL7Listener(runtime, reuse_port=reuse_port) if settings.hl7_port is not None else None
     reporter = CommitmentReporter(storage_commitment(runtime))
+    web: HttpServer | None = None
     try:
+        if http:
+            web = _http_server(settings, runtime, server)
         server.start()
         if hl7 is not None:
             try:
@@ -64,6 +118,13 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
                 ) from exc
         forwarder.start()
         reporter.start()
+        if web is not None:
+            try:
+                web.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen for HTTP on {settings.bind}:{settings.http_port}: {exc}"
+                ) from exc
         LOG.info(
             "dicomhub %s serving; data in %s, index %s",
             __version__,
@@ -73,6 +134,8 @@ def _listen(settings: Settings, *, migrate_schema: bool, reuse_port: bool) -> No
         _wait_for_signal()
         LOG.info("shutting down")
     finally:
+        if web is not None:
+            web.stop()
         reporter.stop()
         forwarder.stop()
         if hl7 is not None:
@@ -85,7 +148,7 @@ def _worker(values: dict[str, Any]) -> None:
     """Entry point of a worker process (spawned, so it starts clean)."""
     settings = Settings(**values)
     setup_logging(settings.log_level)
-    _listen(settings, migrate_schema=False, reuse_port=True)
+    _listen(settings, migrate_schema=False, reuse_port=True, http=False)
 
 
 def serve(settings: Settings) -> None:

@@ -11,8 +11,6 @@ Exit status: 0 when everything asked was done, 1 when some item was refused or n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,9 +23,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dicomhub.errors import DicomhubError
+from dicomhub.errors import DicomhubError, InvalidWorklistItem
 from dicomhub.index.values import text_value
 from dicomhub.index.worklist import WorklistItem, WorklistRepository, WorklistStatus, step_of
+from dicomhub.worklist_items import WorklistFields, dataset_from_fields
 
 if TYPE_CHECKING:
     from dicomhub.runtime import Runtime
@@ -41,87 +40,6 @@ _WHEN = "%Y-%m-%d %H:%M:%S"
 
 class UsageError(Exception):
     """The command line cannot be carried out as given."""
-
-
-@dataclass(frozen=True)
-class Flags:
-    """The item described by ``dicomhub worklist add`` flags."""
-
-    patient_name: str
-    patient_id: str
-    issuer_of_patient_id: str = ""
-    birth_date: str = ""
-    sex: str = ""
-    modality: str = ""
-    station_ae: str = ""
-    station_name: str = ""
-    start: str = ""
-    accession: str = ""
-    procedure: str = ""
-    requested_procedure_id: str = ""
-    step_id: str = ""
-    step_description: str = ""
-    referring_physician: str = ""
-    performing_physician: str = ""
-    study_uid: str = ""
-
-
-def parse_start(text: str) -> tuple[str, str]:
-    """``YYYYMMDD HHMM[SS]`` (or ``YYYY-MM-DD HH:MM``, or ``now``) as (DA, TM)."""
-    if text.strip().lower() == "now":
-        moment = datetime.now()
-        return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S")
-    digits = "".join(c for c in text if c.isdigit())
-    date, time = digits[:8], digits[8:]
-    forms = {0: "", 4: "%H%M", 6: "%H%M%S"}
-    try:
-        if len(date) != 8 or len(time) not in forms:
-            raise ValueError(text)
-        datetime.strptime(date, "%Y%m%d")
-        if time:
-            datetime.strptime(time, forms[len(time)])
-    except ValueError:
-        raise UsageError(f"--start {text!r}: give the date and time as 'YYYYMMDD HHMM'") from None
-    return date, time
-
-
-def dataset_from_flags(flags: Flags) -> Dataset:
-    """A worklist item (one Scheduled Procedure Step) from command-line values."""
-    item = Dataset()
-    step = Dataset()
-    date, time = parse_start(flags.start or "now")
-    top = {
-        "PatientName": flags.patient_name,
-        "PatientID": flags.patient_id,
-        "IssuerOfPatientID": flags.issuer_of_patient_id,
-        "PatientBirthDate": flags.birth_date,
-        "PatientSex": flags.sex.upper(),
-        "AccessionNumber": flags.accession,
-        "ReferringPhysicianName": flags.referring_physician,
-        "RequestedProcedureDescription": flags.procedure,
-        "RequestedProcedureID": flags.requested_procedure_id,
-        "StudyInstanceUID": flags.study_uid,
-    }
-    in_step = {
-        "Modality": flags.modality.upper(),
-        "ScheduledStationAETitle": flags.station_ae,
-        "ScheduledStationName": flags.station_name,
-        "ScheduledProcedureStepStartDate": date,
-        "ScheduledProcedureStepStartTime": time,
-        "ScheduledPerformingPhysicianName": flags.performing_physician,
-        "ScheduledProcedureStepDescription": flags.step_description or flags.procedure,
-        "ScheduledProcedureStepID": flags.step_id,
-    }
-    values = [*top.values(), *in_step.values()]
-    if not all(v.isascii() for v in values):
-        item.SpecificCharacterSet = "ISO_IR 192"
-    for keyword, value in top.items():
-        if value or keyword in {"AccessionNumber", "ReferringPhysicianName"}:
-            setattr(item, keyword, value)
-    for keyword, value in in_step.items():
-        setattr(step, keyword, value)
-    item.ScheduledProcedureStepSequence = [step]
-    return item
 
 
 def read_items(path: Path) -> list[Dataset]:
@@ -248,7 +166,7 @@ def worklist_add(
     ] = "",
 ) -> None:
     """Add worklist items from files, or one item from the flags."""
-    flags = Flags(
+    flags = WorklistFields(
         patient_name,
         patient_id,
         issuer,
@@ -278,8 +196,8 @@ def worklist_add(
                 raise UsageError("--order-key names one item: give one file")
             batches = [(str(path), read_items(path)) for path in files]
         else:
-            batches = [("", [dataset_from_flags(flags)])]
-    except UsageError as exc:
+            batches = [("", [dataset_from_fields(flags)])]
+    except (UsageError, InvalidWorklistItem) as exc:
         raise _fail(str(exc)) from exc
     runtime = _open()
     repository = WorklistRepository(runtime.db)

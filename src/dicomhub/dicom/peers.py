@@ -63,6 +63,10 @@ class AccessPolicy:
             self._cache = (now, merged)
         return self._cache[1]
 
+    def forget(self) -> None:
+        """Read the peer list again at the next look (after it was changed)."""
+        self._cache = None
+
     def peer_for(self, ae_title: str) -> PeerConfig | None:
         """The declared peer with this AE title, if any."""
         for peer in self.peers().values():

@@ -139,9 +139,20 @@ class FindService:
         self.ae_title = ae_title
         self.case_insensitive_pn = case_insensitive_pn
 
-    def find(self, identifier: Dataset, model: InformationModel) -> Iterator[Dataset]:
-        """Yield one response identifier per match (raises on an invalid identifier)."""
-        level = check_identifier(identifier, model)
+    def find(
+        self, identifier: Dataset, model: InformationModel, *, relational: bool = False
+    ) -> Iterator[Dataset]:
+        """Yield one response identifier per match (raises on an invalid identifier).
+
+        ``relational`` allows any key at any level above the query level instead of
+        requiring the unique keys above it (relational queries, PS3.4 C.4.1.2.2; QIDO-RS
+        searches series and instances of every study this way).
+        """
+        level = (
+            identifier_level(identifier, model)
+            if relational
+            else check_identifier(identifier, model)
+        )
         keys = _keys(identifier, level, self.case_insensitive_pn)
         query = _select(level)
         for key in keys:

@@ -57,3 +57,15 @@ class RetrieveLocator:
         query = query.order_by(*order, instances.c.instance_number, instances.c.id)
         with self.db.read() as conn:
             return [_to_stored(row) for row in conn.execute(query)]
+
+    def by_uid(self, uid: str) -> list[StoredInstance]:
+        """The instances of the study, series or instance with this UID (tried in that
+        order); empty when the archive has none."""
+        for level in (Level.STUDY, Level.SERIES, Level.IMAGE):
+            identifier = Dataset()
+            identifier.QueryRetrieveLevel = level.value
+            setattr(identifier, UNIQUE_KEYS[level], uid)
+            found = self.instances(identifier, InformationModel.STUDY_ROOT)
+            if found:
+                return found
+        return []

@@ -385,6 +385,21 @@ print_films = Table(
     UniqueConstraint("job_fk", "position"),
 )
 
+http_credentials = Table(
+    "http_credentials",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # 'user' (HTTP Basic: name and password) or 'token' (Bearer: a random secret).
+    Column("kind", String(8), nullable=False),
+    Column("name", String(64), nullable=False),
+    # 'read' (look) or 'admin' (look and change).
+    Column("role", String(8), nullable=False),
+    # user: "scrypt$N$r$p$salt$hash" (hex); token: SHA-256 of the token (hex).  Never the secret.
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "name", name="uq_http_credentials_kind_name"),
+)
+
 LEVEL_TABLES: dict[Level, Table] = {
     Level.PATIENT: patients,
     Level.STUDY: studies,

@@ -80,8 +80,8 @@ def test_config_db_and_peers(env: Path, tmp_path: Path) -> None:
     assert "# Maximum number of simultaneous inbound associations." in result.output
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0
-    assert "empty -> 0007" in result.output
-    assert runner.invoke(app, ["db", "current"]).output.startswith("0007")
+    assert "empty -> 0008" in result.output
+    assert runner.invoke(app, ["db", "current"]).output.startswith("0008")
     result = runner.invoke(
         app,
         ["peers", "add", "ct", "CT1", "127.0.0.1", "104", "-s", "storage", "-s", "verification"],

@@ -11,10 +11,11 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from typer.testing import CliRunner
 
 from dicomhub.cli.main import app
-from dicomhub.cli.worklist import UsageError, parse_start
+from dicomhub.errors import InvalidWorklistItem
 from dicomhub.index import migrate
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.worklist import WorklistRepository, WorklistStatus, step_of
+from dicomhub.worklist_items import parse_start
 from tests.worklist_factories import worklist_item
 
 
@@ -160,7 +161,11 @@ def test_add_from_flags(env: str) -> None:
     [
         ([], 2, "give worklist files"),
         (["--patient-name", "A^B", "x.wl"], 2, "not both"),
-        (["--patient-name", "A^B", "--patient-id", "1", "--start", "tomorrow"], 2, "--start"),
+        (
+            ["--patient-name", "A^B", "--patient-id", "1", "--start", "tomorrow"],
+            2,
+            "start 'tomorrow'",
+        ),
         (["--patient-name", "A^B"], 1, "needs PatientID"),
         (["missing.wl"], 2, "cannot read missing.wl"),
     ],
@@ -221,5 +226,5 @@ def test_parse_start() -> None:
     date, time = parse_start("now")
     assert len(date) == 8 and len(time) == 6
     for wrong in ("20241305 1030", "tomorrow", "2024"):
-        with pytest.raises(UsageError):
+        with pytest.raises(InvalidWorklistItem):
             parse_start(wrong)

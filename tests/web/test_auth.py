@@ -1,0 +1,153 @@
+"""Authentication and roles on every route of the app, enumerated from its router.
+
+With one credential stored, every route but ``/api/health`` answers 401 without credentials
+(with a challenge), a read token gets 403 on every route that changes something (any method
+but GET/HEAD/OPTIONS), and an admin token passes the gate everywhere.  The routes are taken
+from the app itself, so a route added later is tested too.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Iterator
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
+
+from dicomhub.index.credentials import CredentialRepository, Role
+from tests.web.conftest import Web
+
+SAFE = {"GET", "HEAD", "OPTIONS"}
+
+
+def _walk(routes: Iterable[object]) -> Iterator[object]:
+    """Every route, looking inside included routers (FastAPI may wrap them)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _walk(included.routes)
+        else:
+            yield route
+
+
+def _routes(web: Web) -> list[tuple[str, str]]:
+    """(method, concrete path) of every route of the app."""
+    found: list[tuple[str, str]] = []
+    for route in _walk(web.server.app.routes):
+        if isinstance(route, Mount):
+            found.append(("GET", f"{route.path}/"))
+            continue
+        assert isinstance(route, APIRoute | Route), route
+        path = re.sub(r"\{[^}]+\}", "1", route.path)
+        for method in sorted(route.methods or ()):
+            found.append((method, path))
+    return found
+
+
+def test_routes_cover_the_api(web: Web) -> None:
+    paths = {path for _, path in _routes(web)}
+    for expected in (
+        "/api/health",
+        "/api/studies",
+        "/dicom-web/studies",
+        "/wado",
+        "/metrics",
+        "/api/worklist",
+        "/api/peers/1/send",
+        "/ui/",
+        "/openapi.json",
+    ):
+        assert expected in paths
+    assert len(paths) > 50
+
+
+def test_without_credentials_everything_but_health_is_401(web: Web) -> None:
+    web.token("reader", Role.READ)
+    with web.client() as http:
+        assert http.get("/api/health").status_code == 200
+        for method, path in _routes(web):
+            if path == "/api/health":
+                continue
+            answer = http.request(method, path)
+            assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
+            assert "Basic" in answer.headers["www-authenticate"]
+            if method != "HEAD":
+                assert answer.json()["status"] == 401
+                assert answer.json()["error"]
+
+
+def test_read_token_is_refused_on_every_mutating_route(web: Web) -> None:
+    token = web.token("reader", Role.READ)
+    mutating = [(m, p) for m, p in _routes(web) if m not in SAFE]
+    assert len(mutating) > 15
+    with web.client(headers={"Authorization": f"Bearer {token}"}) as http:
+        for method, path in mutating:
+            answer = http.request(method, path, json={})
+            assert answer.status_code == 403, f"{method} {path}: {answer.status_code}"
+            assert "admin" in answer.json()["error"]
+        for method, path in _routes(web):
+            if method in SAFE and method != "HEAD":
+                answer = http.request(method, path)
+                assert answer.status_code not in (401, 403), f"{method} {path}"
+
+
+def test_admin_token_passes_the_gate_everywhere(web: Web) -> None:
+    token = web.token("boss", Role.ADMIN)
+    with web.client(headers={"Authorization": f"Bearer {token}"}) as http:
+        for method, path in _routes(web):
+            if method == "POST" and path.endswith(("/echo", "/send", "/find", "/retrieve")):
+                continue  # would try to reach a peer named "1"; covered in test_peers
+            answer = http.request(method, path, json={})
+            assert answer.status_code not in (401, 403), f"{method} {path}: {answer.text}"
+
+
+def test_basic_users_and_wrong_credentials(web: Web) -> None:
+    repository = CredentialRepository(web.runtime.db)
+    repository.add_user("jane", "correct horse", Role.ADMIN)
+    repository.add_user("joe", "battery staple", Role.READ)
+    web.server.app.state.context.authenticator.forget()
+
+    def basic(name: str, password: str) -> dict[str, str]:
+        raw = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+    with web.client() as http:
+        assert http.get("/api/whoami", headers=basic("jane", "correct horse")).json() == {
+            "name": "jane",
+            "role": "admin",
+            "kind": "user",
+            "authentication": True,
+        }
+        for _ in range(2):  # the second is answered from the verified cache
+            assert (
+                http.get("/api/studies", headers=basic("joe", "battery staple")).status_code == 200
+            )
+        wrong = http.get("/api/studies", headers=basic("joe", "battery stapler"))
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "The user name or the password is wrong."
+        assert http.get("/api/studies", headers=basic("nobody", "x" * 8)).status_code == 401
+        assert (
+            http.get("/api/studies", headers={"Authorization": "Bearer dh_forged"}).status_code
+            == 401
+        )
+        assert http.get("/api/studies", headers={"Authorization": "Basic %%%"}).status_code == 401
+        refused = http.delete("/api/studies/1.2.3", headers=basic("joe", "battery staple"))
+        assert refused.status_code == 403
+        allowed = http.delete("/api/studies/1.2.3", headers=basic("jane", "correct horse"))
+        assert allowed.status_code == 404
+
+
+def test_open_without_credentials(client: httpx.Client) -> None:
+    assert client.get("/api/whoami").json()["role"] == "admin"
+    assert client.get("/api/whoami").json()["authentication"] is False
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65])
+def test_bad_names_are_refused(web: Web, name: str) -> None:
+    from dicomhub.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        CredentialRepository(web.runtime.db).add_token(name, Role.READ)
