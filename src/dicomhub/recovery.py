@@ -28,7 +28,7 @@ from dicomhub.header import check_identity, read_header
 from dicomhub.index import positions
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.repository import AddOutcome, IndexRepository, NewInstance
-from dicomhub.storage.base import BlobInfo, InMemoryObject
+from dicomhub.storage.base import InMemoryObject
 from dicomhub.storage.segments import STATE_DEAD, Record, SegmentStore
 
 LOG = logging.getLogger(__name__)
@@ -125,8 +125,7 @@ def _reindex(
     existing = repository.get_instance(sop_instance_uid)
     if existing is not None and existing.blob_key == key:
         return  # indexed, but the position was not moved past it before the stop
-    memory = InMemoryObject.hashed(data, parsed.dataset_offset)
-    blob = BlobInfo(key, len(data), memory.sha256, memory.content_sha256)
+    blob = InMemoryObject.hashed(data, parsed.dataset_offset).info(key)
     item = NewInstance(
         parsed, blob, "recovered", _source_ae_title(data, parsed.dataset_offset), False
     )

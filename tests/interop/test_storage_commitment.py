@@ -38,7 +38,7 @@ from pydicom.uid import MRImageStorage, generate_uid
 from pynetdicom import AE, build_role, evt
 
 from dicomhub.dicom.commitment_scu import request_dataset
-from dicomhub.storage.segments import HEADER, SegmentKey, is_segment_key
+from dicomhub.storage.segments import HEADER, MAGICS, SegmentKey, is_segment_key
 from tests.factories import make_dataset
 from tests.interop.support import (
     ENGINE,
@@ -52,6 +52,7 @@ from tests.interop.support import (
     output_of,
     running_hub,
     sha256,
+    split_part10,
     wait_until,
     write_part10,
 )
@@ -172,7 +173,7 @@ def flip_one_byte(hub: Hub, blob_key: str) -> None:
         start, length = key.offset, key.length
         with path.open("rb") as handle:
             handle.seek(start - HEADER.size)
-            assert handle.read(8) == b"DHUBREC1", "no record header before the payload"
+            assert handle.read(8) in MAGICS, "no record header before the payload"
     else:
         path = hub.storage_dir / blob_key[:6] / blob_key[6:8] / blob_key
         start, length = 0, path.stat().st_size
@@ -186,9 +187,10 @@ def flip_one_byte(hub: Hub, blob_key: str) -> None:
         os.fsync(handle.fileno())
         handle.seek(start)
         after = handle.read(length)
-    recorded = hub.rows("SELECT sha256 FROM attachments WHERE blob_key = ?", [blob_key])
-    assert [r["sha256"] for r in recorded] == [sha256(before)], "read another object's bytes"
-    assert sha256(after) != sha256(before)
+    recorded = hub.rows("SELECT content_sha256 FROM attachments WHERE blob_key = ?", [blob_key])
+    data_set = split_part10(before).dataset
+    assert [r["content_sha256"] for r in recorded] == [sha256(data_set)], "read another object"
+    assert sha256(split_part10(after).dataset) != sha256(data_set)
 
 
 # Orthanc as the SCU --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dicomhub.ingest import IngestRequest, StoreStatus
 from dicomhub.recovery import recover
 from dicomhub.runtime import Runtime, open_runtime
 from dicomhub.storage.base import InMemoryObject
-from dicomhub.storage.segments import HEADER, SegmentKey
+from dicomhub.storage.segments import HEADER, MAGIC, SegmentKey
 from tests.factories import make_dataset, write_file
 
 
@@ -130,7 +130,7 @@ def test_torn_tail_is_cut_off(runtime: Runtime, settings: Settings, tmp_path: Pa
     path = runtime.blobs.segments.path(SegmentKey.parse(key).segment)
     size = path.stat().st_size
     with path.open("ab") as stream:  # a record whose payload never reached the disk
-        stream.write(HEADER.pack(b"DHUBREC1", 1, 0, 500, b"\1" * 32) + b"partial")
+        stream.write(HEADER.pack(MAGIC, 1, 0, 0, 500, b"\1" * 32) + b"partial")
     runtime = _restart(runtime, settings)
     try:
         report = recover(runtime.db, runtime.repository, runtime.blobs.segments)

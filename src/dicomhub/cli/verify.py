@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from dicomhub.index.repository import IndexRepository
+from dicomhub.index.repository import IndexRepository, matches
 from dicomhub.storage.base import BlobStore
 
 
@@ -40,7 +40,7 @@ def verify(repository: IndexRepository, blobs: BlobStore, console: Console) -> V
             report.checked += 1
             if not blobs.exists(stored.blob_key):
                 report.missing.append(f"{stored.sop_instance_uid} (blob {stored.blob_key})")
-            elif blobs.sha256(stored.blob_key) != stored.sha256:
+            elif not matches(blobs.digests(stored.blob_key), stored):
                 report.corrupt.append(f"{stored.sop_instance_uid} (blob {stored.blob_key})")
             progress.advance(task)
     report.orphaned = [key for key in blobs.all_keys() if key not in known]

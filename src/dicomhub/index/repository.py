@@ -47,6 +47,16 @@ class StoredInstance:
     transfer_syntax_uid: str
 
 
+def matches(digests: tuple[str, str], stored: StoredInstance) -> bool:
+    """Whether a blob's re-computed (SHA-256, data set SHA-256) are what was recorded: the
+    whole blob's where it was recorded (it covers everything), else the data set's (an
+    object received in memory, whose file meta is dicomhub's own)."""
+    whole, content = digests
+    if stored.sha256:
+        return whole == stored.sha256
+    return content == stored.content_sha256
+
+
 _STORED_COLUMNS = (
     instances.c.id,
     instances.c.sop_instance_uid,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,30 +20,35 @@ class BlobInfo:
     key: str
     size: int
     sha256: str
+    """SHA-256 of the whole blob, or "" where it was not computed: an object received in
+    memory, whose file meta dicomhub wrote itself, is identified by its data set alone."""
     content_sha256: str
     """SHA-256 of the data set bytes only (after the File Meta Information): two copies of
-    one object that differ only in their file meta (sender, implementation) share it."""
+    one object that differ only in their file meta (sender, implementation) share it.  It is
+    what storage commitment and ``dicomhub verify`` re-compute."""
 
 
 @dataclass(frozen=True)
 class InMemoryObject:
-    """A whole Part 10 object held in memory, with its two checksums."""
+    """A whole Part 10 object held in memory, with the SHA-256 of its data set.
+
+    Only the data set is hashed: the file meta in front of it is dicomhub's own (written by
+    the receiver), and hashing the object twice would cost as much again as receiving it.
+    """
 
     data: bytes | bytearray
     dataset_offset: int
-    sha256: str
     content_sha256: str
 
     @classmethod
     def hashed(cls, data: bytes | bytearray, dataset_offset: int) -> InMemoryObject:
-        """Compute the checksums (hashlib releases the GIL, so callers hash in parallel)."""
-        view = memoryview(data)
-        return cls(
-            data,
-            dataset_offset,
-            hashlib.sha256(view).hexdigest(),
-            hashlib.sha256(view[dataset_offset:]).hexdigest(),
-        )
+        """Compute the checksum (hashlib releases the GIL, so callers hash in parallel)."""
+        content = hashlib.sha256(memoryview(data)[dataset_offset:]).hexdigest()
+        return cls(data, dataset_offset, content)
+
+    def info(self, key: str) -> BlobInfo:
+        """The blob description of this object stored under ``key``."""
+        return BlobInfo(key, len(self.data), "", self.content_sha256)
 
 
 class PendingBlobs(Protocol):
@@ -104,8 +110,8 @@ class BlobStore(Protocol):
         """Every stored key (for verification and orphan detection)."""
         ...
 
-    def sha256(self, key: str) -> str:
-        """Re-compute the SHA-256 of a stored blob."""
+    def digests(self, key: str) -> tuple[str, str]:
+        """Re-compute a stored blob's SHA-256 and its data set's, from what is on disk."""
         ...
 
 
@@ -138,6 +144,41 @@ def hash_stream(stream: BinaryIO, offset: int) -> DualHasher:
     while chunk := stream.read(CHUNK_SIZE):
         hasher.update(chunk)
     return hasher
+
+
+def digests_of(stream: BinaryIO) -> tuple[str, str]:
+    """SHA-256 of a stored Part 10 object and of its data set, found after its file meta."""
+    head = stream.read(CHUNK_SIZE)
+    hasher = DualHasher(dataset_offset_of(head))
+    hasher.update(head)
+    while chunk := stream.read(CHUNK_SIZE):
+        hasher.update(chunk)
+    return hasher.whole.hexdigest(), hasher.content.hexdigest()
+
+
+_META_ELEMENT = struct.Struct("<HH2sH")
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+
+
+def dataset_offset_of(head: bytes) -> int:
+    """Where the data set starts in a Part 10 object of which ``head`` is the beginning:
+    after the preamble, ``DICM`` and the group 0002 elements (always explicit VR little
+    endian).  Without a file meta, the object is taken as a data set from its start."""
+    if head[128:132] != b"DICM":
+        return 0
+    offset = 132
+    while offset + 8 <= len(head):
+        group, _, vr, length = _META_ELEMENT.unpack_from(head, offset)
+        if group != 0x0002:
+            break
+        if vr in _LONG_VRS:
+            if offset + 12 > len(head):
+                break
+            (length,) = struct.unpack_from("<L", head, offset + 8)
+            offset += 12 + length
+        else:
+            offset += 8 + length
+    return min(offset, len(head))
 
 
 def fsync_dir(path: Path) -> None:

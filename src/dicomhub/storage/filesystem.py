@@ -35,6 +35,7 @@ from dicomhub.storage.base import (
     BlobInfo,
     DualHasher,
     InMemoryObject,
+    digests_of,
     fsync_dir,
     hash_stream,
 )
@@ -216,15 +217,14 @@ class FilesystemBlobStore:
         """Write in-memory objects to this process's segment, not yet durable (see
         ``PendingObjects``); ``OutOfResources`` when the disk refuses them."""
         try:
-            appending = self.segments.begin([([o.data], bytes.fromhex(o.sha256)) for o in objects])
+            appending = self.segments.begin(
+                [([o.data], bytes.fromhex(o.content_sha256), o.dataset_offset) for o in objects]
+            )
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRNOS:
                 raise _resource_error(exc, "write") from exc
             raise
-        infos = [
-            BlobInfo(key, len(o.data), o.sha256, o.content_sha256)
-            for key, o in zip(appending.keys, objects, strict=True)
-        ]
+        infos = [o.info(key) for key, o in zip(appending.keys, objects, strict=True)]
         return PendingObjects(infos, appending)
 
     def path_for(self, key: str) -> Path:
@@ -346,12 +346,10 @@ class FilesystemBlobStore:
                         yield blob.name
         yield from self.segments.all_keys()
 
-    def sha256(self, key: str) -> str:
-        """Re-compute a blob's SHA-256 from disk."""
-        if is_segment_key(key):
-            return self.segments.checksum(key)
+    def digests(self, key: str) -> tuple[str, str]:
+        """Re-compute a blob's SHA-256 and its data set's from disk."""
         with self.open(key) as stream:
-            return hash_stream(stream, 0).whole.hexdigest()
+            return digests_of(stream)
 
     def staged_files(self) -> list[Path]:
         """Files in the staging area (of every process): transfers in progress or left over."""

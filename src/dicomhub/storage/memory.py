@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from dicomhub.storage.base import BlobInfo, DualHasher, InMemoryObject
+from dicomhub.storage.base import BlobInfo, DualHasher, InMemoryObject, digests_of
 
 
 class _Pending:
@@ -53,7 +52,7 @@ class MemoryBlobStore:
         for obj in objects:
             key = uuid.uuid4().hex
             self.blobs[key] = bytes(obj.data)
-            infos.append(BlobInfo(key, len(obj.data), obj.sha256, obj.content_sha256))
+            infos.append(obj.info(key))
         return infos
 
     def begin_objects(self, objects: Sequence[InMemoryObject]) -> _Pending:
@@ -79,6 +78,6 @@ class MemoryBlobStore:
         """All held keys."""
         return iter(list(self.blobs))
 
-    def sha256(self, key: str) -> str:
-        """Checksum of a held blob."""
-        return hashlib.sha256(self.blobs[key]).hexdigest()
+    def digests(self, key: str) -> tuple[str, str]:
+        """Checksums of a held blob and of its data set."""
+        return digests_of(io.BytesIO(self.blobs[key]))

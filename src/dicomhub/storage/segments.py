@@ -7,9 +7,11 @@ the whole batch of records is written, then the segment is made durable with a s
 ``fdatasync``, and only then are the objects indexed.  Large objects keep one file each
 (``filesystem.py``).
 
-A record is a 64-byte header (magic, kind, state, payload length, SHA-256 of the payload)
-followed by the payload.  The blob key names the segment, the payload offset and its length
-(``<segment>.<offset hex>.<length hex>``); it is chosen here, never derived from wire data.
+A record is a 64-byte header (magic, kind, state, where the payload's data set starts, payload
+length, SHA-256 of the payload from there on) followed by the payload.  Records of the first
+format (``DHUBREC1``) have no data set offset: their SHA-256 covers the whole payload.  The
+blob key names the segment, the payload offset and its length (``<segment>.<offset
+hex>.<length hex>``); it is chosen here, never derived from wire data.
 
 * A process appends only to its own segment, which it holds under an exclusive ``flock``; a
   new segment is started at 1 GiB and at every start of a process.
@@ -41,8 +43,9 @@ from dicomhub.storage.base import fsync_dir
 LOG = logging.getLogger(__name__)
 SEGMENTS = "segments"
 SUFFIX = ".seg"
-MAGIC = b"DHUBREC1"
-HEADER = struct.Struct("<8sBB6xQ32s8x")  # magic, kind, state, length, sha256
+MAGIC = b"DHUBREC2"
+MAGICS = frozenset({b"DHUBREC1", MAGIC})
+HEADER = struct.Struct("<8sBBxxLQ32s8x")  # magic, kind, state, data set offset, length, sha256
 KIND_BLOB = 1
 STATE_LIVE = 0
 STATE_DEAD = 0xDE
@@ -87,13 +90,16 @@ class Record:
     key: SegmentKey
     state: int
     sha256: bytes
+    """SHA-256 of the payload from ``dataset_offset`` on."""
     end: int
     """Offset just after the record."""
+    dataset_offset: int = 0
 
 
-def encode_header(length: int, digest: bytes) -> bytes:
-    """The header of a live blob record."""
-    return HEADER.pack(MAGIC, KIND_BLOB, STATE_LIVE, length, digest)
+def encode_header(length: int, digest: bytes, dataset_offset: int = 0) -> bytes:
+    """The header of a live blob record whose payload's SHA-256 from ``dataset_offset`` on
+    is ``digest``."""
+    return HEADER.pack(MAGIC, KIND_BLOB, STATE_LIVE, dataset_offset, length, digest)
 
 
 def punch_hole(fd: int, offset: int, length: int) -> bool:
@@ -102,6 +108,10 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
         ctypes.c_int(fd), ctypes.c_int(_PUNCH_HOLE), ctypes.c_long(offset), ctypes.c_long(length)
     )
     return bool(result == 0)
+
+
+Payload = tuple[Sequence[bytes | bytearray], bytes, int]
+"""A record to write: its parts, the SHA-256 of their data set, where that data set starts."""
 
 
 class _Slice(io.RawIOBase):
@@ -206,12 +216,13 @@ class SegmentStore:
 
     # Writing ------------------------------------------------------------------------------
 
-    def append(self, payloads: Sequence[tuple[Sequence[bytes | bytearray], bytes]]) -> list[str]:
+    def append(self, payloads: Sequence[Payload]) -> list[str]:
         """Append one record per payload and make them durable; return their keys.
 
-        Each payload is given as its parts (written in order, never concatenated) and the
-        SHA-256 of their concatenation.  On any failure the segment is cut back to where it
-        was, so nothing half-written stays, and the ``OSError`` is raised.
+        Each payload is given as its parts (written in order, never concatenated), the
+        SHA-256 of their concatenation from its data set on, and where that data set starts.
+        On any failure the segment is cut back to where it was, so nothing half-written
+        stays, and the ``OSError`` is raised.
         """
         pending = self.begin(payloads)
         try:
@@ -222,22 +233,22 @@ class SegmentStore:
         pending.release()
         return pending.keys
 
-    def begin(self, payloads: Sequence[tuple[Sequence[bytes | bytearray], bytes]]) -> Appending:
+    def begin(self, payloads: Sequence[Payload]) -> Appending:
         """Write one record per payload, not yet durable: the caller syncs them (``sync``,
         from any thread), then ``release``s the segment or ``abort``s, which cuts the records
         off again.  Until then no other append can start."""
         self._lock.acquire()
         try:
             active = self._writable(
-                sum(sum(map(len, parts)) + HEADER.size for parts, _ in payloads)
+                sum(sum(map(len, parts)) + HEADER.size for parts, _, _ in payloads)
             )
             start = active.end
             keys: list[str] = []
             try:
                 position = start
-                for parts, digest in payloads:
+                for parts, digest, dataset_offset in payloads:
                     length = sum(map(len, parts))
-                    header = encode_header(length, digest)
+                    header = encode_header(length, digest, dataset_offset)
                     _pwrite_all(active.fd, [header, *parts], position)
                     keys.append(str(SegmentKey(active.name, position + HEADER.size, length)))
                     position += HEADER.size + length
@@ -278,7 +289,7 @@ class SegmentStore:
                     touched[key.segment] = fd
                 header_at = key.offset - HEADER.size
                 raw = os.pread(fd, HEADER.size, header_at)
-                if len(raw) < HEADER.size or HEADER.unpack(raw)[0] != MAGIC:
+                if len(raw) < HEADER.size or HEADER.unpack(raw)[0] not in MAGICS:
                     continue
                 os.pwrite(fd, bytes([STATE_DEAD]), header_at + _STATE_OFFSET)
                 punch_hole(fd, key.offset, key.length)
@@ -320,8 +331,8 @@ class SegmentStore:
             return False
         if len(raw) < HEADER.size:
             return False
-        magic, _kind, state, length, _digest = HEADER.unpack(raw)
-        return bool(magic == MAGIC and state == STATE_LIVE and length == key.length)
+        magic, _kind, state, _offset, length, _digest = HEADER.unpack(raw)
+        return bool(magic in MAGICS and state == STATE_LIVE and length == key.length)
 
     def segments(self) -> list[str]:
         """Names of every segment file."""
@@ -338,12 +349,12 @@ class SegmentStore:
             while position + HEADER.size <= size:
                 stream.seek(position)
                 raw = stream.read(HEADER.size)
-                magic, kind, state, length, digest = HEADER.unpack(raw)
+                magic, kind, state, offset, length, digest = HEADER.unpack(raw)
                 end = position + HEADER.size + length
-                if magic != MAGIC or kind != KIND_BLOB or end > size:
+                if magic not in MAGICS or kind != KIND_BLOB or end > size or offset > length:
                     return
                 key = SegmentKey(segment, position + HEADER.size, length)
-                yield Record(key, state, digest, end)
+                yield Record(key, state, digest, end, offset)
                 position = end
 
     def all_keys(self) -> Iterator[str]:
@@ -352,14 +363,6 @@ class SegmentStore:
             for record in self.scan(segment):
                 if record.state == STATE_LIVE:
                     yield str(record.key)
-
-    def checksum(self, text: str) -> str:
-        """SHA-256 of a record's payload, re-computed from disk."""
-        hasher = hashlib.sha256()
-        with self.open(text) as stream:
-            while chunk := stream.read(1 << 20):
-                hasher.update(chunk)
-        return hasher.hexdigest()
 
     # Recovery -----------------------------------------------------------------------------
 
@@ -384,10 +387,11 @@ class SegmentStore:
             return False
 
     def checksum_raw(self, record: Record) -> bytes:
-        """SHA-256 of a record's payload as bytes, whatever its state."""
+        """SHA-256 of a record's payload from its data set on, whatever its state."""
         hasher = hashlib.sha256()
         with _Slice(self.path(record.key.segment), record.key.offset, record.key.length) as raw:
             stream = io.BufferedReader(raw)
+            stream.seek(record.dataset_offset)
             while chunk := stream.read(1 << 20):
                 hasher.update(chunk)
         return hasher.digest()

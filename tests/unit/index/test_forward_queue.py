@@ -21,7 +21,7 @@ from dicomhub.index.repository import AddOutcome, NewInstance
 from dicomhub.ingest import IngestRequest, StoreStatus
 from dicomhub.recovery import recover
 from dicomhub.runtime import Runtime, open_runtime
-from dicomhub.storage.base import BlobInfo, InMemoryObject
+from dicomhub.storage.base import InMemoryObject
 from tests.factories import make_dataset, write_file
 
 RULES = [
@@ -167,7 +167,7 @@ def test_queue_rows_share_the_fate_of_the_index_rows(forwarding: Runtime, tmp_pa
         parsed = read_header(path)
         data = path.read_bytes()
         memory = InMemoryObject.hashed(data, parsed.dataset_offset)
-        blob = BlobInfo(generate_uid(), len(data), memory.sha256, memory.content_sha256)
+        blob = memory.info(generate_uid())
         return NewInstance(parsed, blob, "t")
 
     fresh = generate_uid()

@@ -26,7 +26,7 @@ def _item(tmp_path: Path, **fields: Any) -> NewInstance:
     data = path.read_bytes()
     parsed = read_header(data)
     memory = InMemoryObject.hashed(data, parsed.dataset_offset)
-    blob = BlobInfo(generate_uid(), len(data), memory.sha256, memory.content_sha256)
+    blob = memory.info(generate_uid())
     return NewInstance(parsed, blob, "test", "SCU", False, "HUB")
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from dicomhub.dicom.engine.filemeta import part10_prefix
 from dicomhub.errors import OutOfResources
 from dicomhub.storage.base import InMemoryObject
 from dicomhub.storage.filesystem import FilesystemBlobStore, new_key
-from dicomhub.storage.segments import HEADER, SegmentKey, SegmentStore, is_segment_key
+from dicomhub.storage.segments import HEADER, MAGIC, SegmentKey, SegmentStore, is_segment_key
 from tests.faults import fill_disk
 
 
-def _payload(data: bytes) -> tuple[list[bytes], bytes]:
-    return [data[:5], data[5:]], hashlib.sha256(data).digest()
+def _payload(data: bytes) -> tuple[list[bytes], bytes, int]:
+    return [data[:5], data[5:]], hashlib.sha256(data).digest(), 0
 
 
 def test_records_read_back_with_their_checksums(tmp_path: Path) -> None:
@@ -30,7 +31,9 @@ def test_records_read_back_with_their_checksums(tmp_path: Path) -> None:
         assert stream.read() == second
         stream.seek(2)
         assert stream.read(3) == second[2:5]
-    assert store.checksum(keys[0]) == hashlib.sha256(first).hexdigest()
+    records = list(store.scan(SegmentKey.parse(keys[0]).segment))
+    assert [r.sha256 for r in records] == [hashlib.sha256(d).digest() for d in (first, second)]
+    assert all(store.verified(r) for r in records)
     assert sorted(store.all_keys()) == sorted(keys)
     assert len(store.segments()) == 1  # one file for both
 
@@ -72,7 +75,7 @@ def test_scan_stops_at_a_torn_record(tmp_path: Path) -> None:
     segment = SegmentKey.parse(key).segment
     store.close()
     with store.path(segment).open("ab") as stream:
-        stream.write(HEADER.pack(b"DHUBREC1", 1, 0, 1000, b"\0" * 32)[:40])  # cut mid-header
+        stream.write(HEADER.pack(MAGIC, 1, 0, 0, 1000, b"\0" * 32)[:40])  # cut mid-header
     assert [str(r.key) for r in store.scan(segment)] == [key]
 
 
@@ -102,18 +105,71 @@ def test_each_process_start_gets_a_new_segment_and_empty_ones_go(tmp_path: Path)
     assert len(third.segments()) == 2
 
 
+def _part10(data_set: bytes) -> bytes:
+    return (
+        part10_prefix(
+            sop_class_uid="1.2.3",
+            sop_instance_uid="1.2.3.4",
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            implementation_class_uid="1.2.3.5",
+            implementation_version_name="TEST",
+            source_ae_title="SCU",
+        )
+        + data_set
+    )
+
+
 def test_file_and_segment_blobs_side_by_side(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path / "store")
     source = tmp_path / "in"
-    source.write_bytes(b"M" * 4 + b"file")
-    as_file = store.put_file(source, dataset_offset=4, take=False)
-    (in_segment,) = store.put_objects([InMemoryObject.hashed(b"M" * 4 + b"memory", 4)])
+    as_file_data, in_memory_data = _part10(b"file"), _part10(b"memory")
+    source.write_bytes(as_file_data)
+    offset = len(as_file_data) - 4
+    as_file = store.put_file(source, dataset_offset=offset, take=False)
+    memory = InMemoryObject.hashed(in_memory_data, len(in_memory_data) - 6)
+    (in_segment,) = store.put_objects([memory])
     assert in_segment.content_sha256 == hashlib.sha256(b"memory").hexdigest()
+    assert in_segment.sha256 == ""  # only the data set of an object in memory is hashed
     assert sorted(store.all_keys()) == sorted([as_file.key, in_segment.key])
-    for info, data in ((as_file, b"MMMMfile"), (in_segment, b"MMMMmemory")):
+    for info, data in ((as_file, as_file_data), (in_segment, in_memory_data)):
         with store.open(info.key) as stream:
             assert stream.read() == data
-        assert store.sha256(info.key) == info.sha256
+        assert store.digests(info.key) == (
+            hashlib.sha256(data).hexdigest(),
+            hashlib.sha256(data[-len(data) + offset if info is as_file else -6 :]).hexdigest(),
+        )
     store.delete(in_segment.key)
     store.delete(as_file.key)
     assert list(store.all_keys()) == []
+
+
+def test_records_of_the_first_format_still_read_and_verify(tmp_path: Path) -> None:
+    """``DHUBREC1`` records hash their whole payload and have no data set offset."""
+    store = SegmentStore(tmp_path, new_key)
+    store.append([_payload(b"now")])
+    (segment,) = store.segments()
+    payload = b"written by an earlier version"
+    with store.path(segment).open("ab") as stream:
+        stream.write(
+            HEADER.pack(b"DHUBREC1", 1, 0, 0, len(payload), hashlib.sha256(payload).digest())
+            + payload
+        )
+    records = list(store.scan(segment))
+    assert len(records) == 2
+    assert records[1].dataset_offset == 0
+    assert store.verified(records[1])
+    with store.open(str(records[1].key)) as stream:
+        assert stream.read() == payload
+
+
+def test_the_checksum_of_a_record_covers_its_data_set(tmp_path: Path) -> None:
+    store = SegmentStore(tmp_path, new_key)
+    data = b"META" + b"data set"
+    (key,) = store.append([([data], hashlib.sha256(b"data set").digest(), 4)])
+    (record,) = store.scan(SegmentKey.parse(key).segment)
+    assert record.dataset_offset == 4 and store.verified(record)
+    with store.path(record.key.segment).open("r+b") as stream:
+        stream.seek(record.key.offset + 6)
+        stream.write(b"X")  # one byte of the data set changed
+    (record,) = store.scan(SegmentKey.parse(key).segment)
+    assert not store.verified(record)

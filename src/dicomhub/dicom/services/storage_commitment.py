@@ -39,7 +39,7 @@ from dicomhub.index.commitments import (
     Transaction,
 )
 from dicomhub.index.forward_queue import ForwardQueue
-from dicomhub.index.repository import IndexRepository
+from dicomhub.index.repository import IndexRepository, matches
 from dicomhub.storage.base import BlobStore
 
 LOG = logging.getLogger("dicomhub.dicom")
@@ -287,11 +287,11 @@ class StorageCommitmentService:
             if not self.blobs.exists(stored.blob_key):
                 LOG.error("blob %s of %s is missing", stored.blob_key, item.sop_instance_uid)
                 return failed(PROCESSING_FAILURE, "stored object missing")
-            digest = self.blobs.sha256(stored.blob_key)
+            digests = self.blobs.digests(stored.blob_key)
         except OSError as exc:
             LOG.error("blob %s of %s unreadable: %s", stored.blob_key, item.sop_instance_uid, exc)
             return failed(PROCESSING_FAILURE, f"stored object unreadable: {exc.strerror or exc}")
-        if digest != stored.sha256:
+        if not matches(digests, stored):
             LOG.error(
                 "blob %s of %s does not match its recorded SHA-256: damaged on disk",
                 stored.blob_key,
