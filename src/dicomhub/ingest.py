@@ -79,6 +79,9 @@ class IngestRequest:
     """The whole Part 10 object, when it was received into memory (then ``path`` is None)."""
     known: KnownMeta | None = None
     """The file meta's facts, when the receiver wrote it (spares parsing it again)."""
+    content_sha256: str | None = None
+    """The SHA-256 of ``content``'s data set (after ``known.dataset_offset``), when the
+    receiver computed it while the object arrived."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,17 @@ class Ingest:
         parsed.header  # noqa: B018 - an undecodable value is refused here, before storing
         prepared = Prepared(request, parsed, None)
         if request.content is not None:
-            prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
+            known = request.known
+            if (
+                request.content_sha256 is not None
+                and known is not None
+                and known.dataset_offset == parsed.dataset_offset
+            ):
+                prepared.memory = InMemoryObject(
+                    request.content, parsed.dataset_offset, request.content_sha256
+                )
+            else:
+                prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
             return prepared
         assert request.path is not None
         if not request.take and self._known_copy(request.path, parsed):

@@ -8,6 +8,7 @@ file of the blob store and the rest streams there, so memory stays bounded whate
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,13 @@ MEMORY_LIMIT = 2 << 20
 
 @dataclass(frozen=True)
 class Spooled:
-    """A completely received object: in memory (``content``) or in a staging file."""
+    """A completely received object: in memory (``content``, with the SHA-256 of its data set
+    computed while it arrived) or in a staging file (with both its checksums)."""
 
     content: bytearray | None
     path: Path | None
     hashed: DualHasher | None
+    content_sha256: str | None = None
 
 
 class Spool:
@@ -38,6 +41,9 @@ class Spool:
         self._memory: bytearray | None = bytearray(prefix)
         self._file: StagingWriter | None = None
         self._limit = memory_limit
+        self._content = hashlib.sha256()
+        """The data set's SHA-256, fed as fragments arrive (the event loop waits for the
+        next PDU anyway): the object is checksummed by the time it is complete."""
 
     @property
     def size(self) -> int:
@@ -56,6 +62,7 @@ class Spool:
         """Append a fragment; move to a staging file when the object outgrows memory."""
         if self._memory is not None:
             self._memory += data
+            self._content.update(data)
             if len(self._memory) > self._limit:
                 self._spill()
             return
@@ -73,7 +80,7 @@ class Spool:
     def finish(self) -> Spooled:
         """The complete object (a staging file is flushed and closed; errors raised here)."""
         if self._memory is not None:
-            return Spooled(self._memory, None, None)
+            return Spooled(self._memory, None, None, self._content.hexdigest())
         assert self._file is not None
         self._file.finish()
         return Spooled(None, self._file.path, self._file.hasher)

@@ -12,10 +12,12 @@ from dicomhub.storage.spool import Spool
 def test_small_object_stays_in_memory(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path / "store")
     spool = Spool(store, b"PREFIX", memory_limit=100)
-    spool.write(b"data" * 10)
+    spool.write(b"data" * 5)
+    spool.write(memoryview(b"data" * 5))
     received = spool.finish()
     assert received.content == bytearray(b"PREFIX" + b"data" * 10)
     assert received.path is None
+    assert received.content_sha256 == hashlib.sha256(b"data" * 10).hexdigest()
     assert store.staged_files() == []
 
 

@@ -510,6 +510,7 @@ class Association:
                 spooled.hashed,
                 spooled.content,
                 KnownMeta(writer.prefix_length, str(message.context.transfer_syntax)),
+                spooled.content_sha256,
             )
             service = self.engine.services.store
             if not writer.in_memory:

@@ -25,6 +25,8 @@ class StoreRequest:
     content: bytearray | None = None
     known: KnownMeta | None = None
     """Set when the receiver wrote the file meta itself."""
+    content_sha256: str | None = None
+    """The data set's SHA-256 of an object in memory, computed while it was received."""
 
 
 class StoreService:
