@@ -11,7 +11,7 @@ import functools
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -78,6 +78,7 @@ class ParsedHeader:
     _json: dict[str, Any] | None = None
     _ds_texts: dict[str, str] | None = None
     _content: bytes | bytearray | None = None
+    _texts: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dataset(
@@ -118,9 +119,14 @@ class ParsedHeader:
 
     def text(self, keyword: str) -> str:
         """A top-level attribute's value as one string (values joined by backslash)."""
-        if self._json is not None:
-            return json_text(self._json.get(json_key(keyword)))
-        return text_value(self.dataset.get(keyword))
+        found = self._texts.get(keyword)
+        if found is None:
+            if self._json is not None:
+                found = json_text(self._json.get(json_key(keyword)))
+            else:
+                found = text_value(self.dataset.get(keyword))
+            self._texts[keyword] = found
+        return found
 
 
 def text_value(value: Any) -> str:

@@ -330,15 +330,15 @@ class Ingest:
         only costs it a few look-ups.
         """
         keys = [p.blob.key for p in ready if p.blob is not None and p.memory is not None]
-        logged = [SegmentKey.parse(key) for key in keys if is_segment_key(key)]
+        logged = [key for key in keys if is_segment_key(key)]
         if not logged:
             return True, None
-        last = max(logged, key=lambda k: k.offset)
         durable = len(logged) != len(ready)
         now = time.monotonic()
         if now - self._position_recorded < POSITION_INTERVAL and not durable:
             return durable, None
         self._position_recorded = now
+        last = max((SegmentKey.parse(key) for key in logged), key=lambda k: k.offset)
 
         def advance(conn: Connection) -> None:
             positions.advance(conn, last.segment, last.offset + last.length)

@@ -55,6 +55,10 @@ _BINARY = {
     "FD": struct.Struct("<d"),
 }
 _FLOATS = frozenset({"FL", "FD"})
+_SPLIT_TEXT = _WHOLE_STRIPPED | _EACH_STRIPPED | {"AE"}
+"""VRs whose ASCII text is split into values (inlined in the scanner's loop)."""
+_KEYS: dict[int, str] = {}
+"""DICOM JSON keys of the tags seen so far."""
 _BULK = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 _VR_BYTES = {vr.encode("ascii"): vr for vr in _LONG | _SHORT}
 _DICTIONARY_VR: dict[int, str] = {
@@ -159,7 +163,30 @@ class _Scanner:
                     raise Unsupported("element runs past its end")
                 if vr == "SQ":
                     value, _ = self.sequence(pos, stop, plain, depth)
-                elif writing:
+                elif not writing:
+                    pos = stop
+                    continue
+                elif vr in _SPLIT_TEXT and plain and stop > pos and tag != _CHARSET:
+                    # The common case, inline: ASCII text split into values.
+                    raw = data[pos:stop]
+                    if not raw.isascii():
+                        raise Unsupported("text that is not plain ASCII")
+                    text_seen = True
+                    if vr in _EACH_STRIPPED:
+                        parts = [part.rstrip("\0 ") for part in raw.decode("ascii").split("\\")]
+                    elif vr == "AE":
+                        parts = [part.strip() for part in raw.decode("ascii").split("\\")]
+                    else:
+                        parts = raw.decode("ascii").rstrip(" \0").split("\\")
+                    if len(parts) == 1 and not parts[0]:
+                        value = {"vr": vr}
+                    elif vr == "IS" or vr == "DS":  # noqa: PLR1714 - two string compares are cheaper
+                        value = {"vr": vr, "Value": _numbers(parts, vr)}
+                        if top and tag in self.ds_tags:
+                            self.ds_texts[tag] = _ds_text(raw)
+                    else:
+                        value = {"vr": vr, "Value": parts}
+                else:
                     if tag == _CHARSET:
                         plain = _is_plain(data[pos:stop])
                         if not plain and text_seen:
@@ -171,7 +198,10 @@ class _Scanner:
                         self.ds_texts[tag] = _ds_text(data[pos:stop])
                 pos = stop
             if writing:
-                out[f"{tag:08X}"] = value
+                key = _KEYS.get(tag)
+                if key is None:
+                    key = _KEYS[tag] = f"{tag:08X}"
+                out[key] = value
         return out, pos
 
     def sequence(
@@ -248,7 +278,8 @@ def element_json(vr: str, raw: Buffer, plain: bool) -> dict[str, Any]:
         if vr in _FLOATS:
             numbers = [float(n) for n in numbers]
         return {"vr": vr, "Value": numbers}
-    raw = bytes(raw)
+    if isinstance(raw, memoryview):
+        raw = bytes(raw)
     if not plain or not raw.isascii():
         raise Unsupported("text that is not plain ASCII")
     text = raw.decode("ascii")

@@ -76,7 +76,10 @@ def _recover_segment(
     fd: int,
     report: RecoveryReport,
 ) -> None:
-    size = os.fstat(fd).st_size
+    status = os.fstat(fd)
+    size = status.st_size
+    if status.st_blocks * 512 > size + (1 << 20):
+        os.ftruncate(fd, size)  # blocks a dead writer allocated ahead (``reserve``) go back
     start = positions.position(db, name)
     if size == 0:
         store.path(name).unlink(missing_ok=True)

@@ -16,7 +16,14 @@ from dicomhub.ingest import IngestRequest, StoreStatus
 from dicomhub.recovery import recover
 from dicomhub.runtime import Runtime, open_runtime
 from dicomhub.storage.base import InMemoryObject
-from dicomhub.storage.segments import HEADER, MAGIC, SegmentKey
+from dicomhub.storage.segments import (
+    _KEEP_SIZE,
+    HEADER,
+    MAGIC,
+    PREALLOCATE,
+    SegmentKey,
+    _fallocate,
+)
 from tests.factories import make_dataset, write_file
 
 
@@ -129,13 +136,41 @@ def test_torn_tail_is_cut_off(runtime: Runtime, settings: Settings, tmp_path: Pa
     (key,) = list(runtime.blobs.all_keys())
     path = runtime.blobs.segments.path(SegmentKey.parse(key).segment)
     size = path.stat().st_size
-    with path.open("ab") as stream:  # a record whose payload never reached the disk
+    runtime.close()  # the process ends (its segment is released) ...
+    with path.open("ab") as stream:  # ... in the middle of a write that never reached the disk
         stream.write(HEADER.pack(MAGIC, 1, 0, 0, 500, b"\1" * 32) + b"partial")
-    runtime = _restart(runtime, settings)
+    runtime = open_runtime(settings)
     try:
         report = recover(runtime.db, runtime.repository, runtime.blobs.segments)
         assert report.torn_bytes == HEADER.size + len(b"partial")
         assert path.stat().st_size == size
+        assert runtime.repository.count_instances() == 1
+    finally:
+        runtime.close()
+
+
+def test_blocks_allocated_ahead_are_given_back(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    """The active segment's blocks are allocated ahead of its end (quicker flushes); they go
+    back when it is closed, and when a crashed writer's segment is recovered."""
+    _store_in_memory(runtime, _content(tmp_path, "a"))
+    (key,) = list(runtime.blobs.all_keys())
+    path = runtime.blobs.segments.path(SegmentKey.parse(key).segment)
+    size = path.stat().st_size
+    allocated = path.stat().st_blocks * 512
+    assert allocated >= PREALLOCATE > size  # (on filesystems that allocate ahead)
+    runtime.close()
+    assert path.stat().st_size == size
+    assert path.stat().st_blocks * 512 < size + 64 * 1024
+    with path.open("r+b") as stream:  # a writer that died with blocks allocated ahead
+        assert _fallocate(stream.fileno(), _KEEP_SIZE, size, PREALLOCATE)
+    assert path.stat().st_blocks * 512 >= PREALLOCATE
+    runtime = open_runtime(settings)
+    try:
+        recover(runtime.db, runtime.repository, runtime.blobs.segments)
+        assert path.stat().st_size == size
+        assert path.stat().st_blocks * 512 < size + 64 * 1024
         assert runtime.repository.count_instances() == 1
     finally:
         runtime.close()
