@@ -176,17 +176,19 @@ class Ingest:
 
     # Step 1, in the caller's thread -------------------------------------------------------
 
-    def prepare(self, request: IngestRequest) -> Prepared:
+    def prepare(self, request: IngestRequest, *, hash_later: bool = False) -> Prepared:
         """Step 1 of ``store``: parse and check the header, compute checksums, and make an
         object held in a file a durable blob (a staging file is consumed, stored or not).
-        ``DicomhubError`` says why the object is refused."""
+        ``DicomhubError`` says why the object is refused.  With ``hash_later`` an object in
+        memory is hashed by the thread that commits it, not by the caller (an event loop
+        that has other associations to serve)."""
         try:
-            return self._prepare(request)
+            return self._prepare(request, hash_later)
         finally:
             if request.take and request.path is not None:
                 request.path.unlink(missing_ok=True)
 
-    def _prepare(self, request: IngestRequest) -> Prepared:
+    def _prepare(self, request: IngestRequest, hash_later: bool = False) -> Prepared:
         if request.content is not None:
             parsed = read_header(request.content, request.known)
         elif request.path is not None:
@@ -206,6 +208,8 @@ class Ingest:
                 prepared.memory = InMemoryObject(
                     request.content, parsed.dataset_offset, request.content_sha256
                 )
+            elif hash_later:
+                prepared.memory = InMemoryObject(request.content, parsed.dataset_offset, "")
             else:
                 prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
             return prepared
@@ -241,6 +245,9 @@ class Ingest:
         the index once the flush is back (so no row ever points at a blob not durable)."""
         outcomes: dict[int, StoreResult | DicomhubError] = {}
         in_memory = [p for p in batch if p.memory is not None]
+        for p in in_memory:
+            assert p.memory is not None
+            p.memory = p.memory.with_checksum()  # hashlib lets the event loop run meanwhile
         pending: PendingBlobs | None = None
         if in_memory:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -258,9 +259,15 @@ def test_commit_calls_back_with_the_outcome(runtime: Runtime, tmp_path: Path) ->
         finished.set()
 
     path = write_file(make_dataset(), tmp_path / "a.dcm")
-    runtime.ingest.commit(runtime.ingest.prepare(_in_memory(path)), done)
+    prepared = runtime.ingest.prepare(_in_memory(path), hash_later=True)
+    assert prepared.memory is not None and prepared.memory.content_sha256 == ""
+    runtime.ingest.commit(prepared, done)
     assert finished.wait(30)
     assert isinstance(outcomes[0], StoreResult) and outcomes[0].status is StoreStatus.STORED
+    stored = runtime.repository.get_instance(outcomes[0].sop_instance_uid)
+    offset = prepared.parsed.dataset_offset
+    assert stored is not None
+    assert stored.content_sha256 == hashlib.sha256(path.read_bytes()[offset:]).hexdigest()
     finished.clear()
     conflicting = make_dataset(sop_uid=outcomes[0].sop_instance_uid, patient_id="OTHER")
     request = _in_memory(write_file(conflicting, tmp_path / "b.dcm"))

@@ -39,12 +39,19 @@ class InMemoryObject:
     data: bytes | bytearray
     dataset_offset: int
     content_sha256: str
+    """Empty until ``hashed``: a receiver may leave the hashing to the thread that stores."""
 
     @classmethod
     def hashed(cls, data: bytes | bytearray, dataset_offset: int) -> InMemoryObject:
         """Compute the checksum (hashlib releases the GIL, so callers hash in parallel)."""
         content = hashlib.sha256(memoryview(data)[dataset_offset:]).hexdigest()
         return cls(data, dataset_offset, content)
+
+    def with_checksum(self) -> InMemoryObject:
+        """This object with its checksum computed, if it was not yet."""
+        if self.content_sha256:
+            return self
+        return InMemoryObject.hashed(self.data, self.dataset_offset)
 
     def info(self, key: str) -> BlobInfo:
         """The blob description of this object stored under ``key``."""

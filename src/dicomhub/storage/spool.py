@@ -34,16 +34,22 @@ class Spool:
     """One object being received; starts with its Part 10 prefix (preamble and file meta)."""
 
     def __init__(
-        self, blobs: FilesystemBlobStore, prefix: bytes, memory_limit: int = MEMORY_LIMIT
+        self,
+        blobs: FilesystemBlobStore,
+        prefix: bytes,
+        memory_limit: int = MEMORY_LIMIT,
+        *,
+        hash_content: bool = True,
     ) -> None:
         self._blobs = blobs
         self.prefix_length = len(prefix)
         self._memory: bytearray | None = bytearray(prefix)
         self._file: StagingWriter | None = None
         self._limit = memory_limit
-        self._content = hashlib.sha256()
-        """The data set's SHA-256, fed as fragments arrive (the event loop waits for the
-        next PDU anyway): the object is checksummed by the time it is complete."""
+        self._content = hashlib.sha256() if hash_content else None
+        """The data set's SHA-256, fed as fragments arrive when ``hash_content`` (a lone
+        association's event loop waits for the next PDU anyway): the object is checksummed
+        by the time it is complete.  A busy loop leaves it to the thread that stores."""
 
     @property
     def size(self) -> int:
@@ -62,7 +68,8 @@ class Spool:
         """Append a fragment; move to a staging file when the object outgrows memory."""
         if self._memory is not None:
             self._memory += data
-            self._content.update(data)
+            if self._content is not None:
+                self._content.update(data)
             if len(self._memory) > self._limit:
                 self._spill()
             return
@@ -80,7 +87,8 @@ class Spool:
     def finish(self) -> Spooled:
         """The complete object (a staging file is flushed and closed; errors raised here)."""
         if self._memory is not None:
-            return Spooled(self._memory, None, None, self._content.hexdigest())
+            digest = self._content.hexdigest() if self._content is not None else None
+            return Spooled(self._memory, None, None, digest)
         assert self._file is not None
         self._file.finish()
         return Spooled(None, self._file.path, self._file.hasher)

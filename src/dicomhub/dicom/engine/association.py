@@ -400,7 +400,12 @@ class Association:
             implementation_version_name=IMPLEMENTATION_VERSION,
             source_ae_title=self.info.calling_ae_title,
         )
-        return Spool(self.engine.blobs, prefix, self.engine.memory_object_limit)
+        return Spool(
+            self.engine.blobs,
+            prefix,
+            self.engine.memory_object_limit,
+            hash_content=self._alone(),
+        )
 
     def _on_data_fragment(self, context: AcceptedContext, item: pdu.PDV) -> None:
         message = self.current

@@ -42,8 +42,9 @@ class StoreService:
 
     def prepare(self, association: AssociationInfo, request: StoreRequest) -> Prepared:
         """The first half of ``store`` for an object received in memory (parse and check,
-        no waiting: it may run in the event loop); ``commit`` finishes it."""
-        return self.ingest.prepare(self._checked(association, request))
+        no waiting: it runs in the event loop, which leaves any hashing to the committing
+        thread); ``commit`` finishes it."""
+        return self.ingest.prepare(self._checked(association, request), hash_later=True)
 
     def commit(
         self, prepared: Prepared, done: Callable[[StoreResult | DicomhubError], None]
