@@ -252,6 +252,14 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT
     return process.wait(timeout=timeout)
 
 
+def children_of(pid: int) -> list[int]:
+    """The PIDs of a process's children (none when it has ended)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
@@ -559,7 +567,12 @@ class Hub:
             time.sleep(0.05)
 
     def stop(self) -> int:
-        """Stop the server with SIGTERM (by PID); its exit code."""
+        """Stop the server with SIGTERM (by PID); its exit code.  When the server runs under
+        a wrapper (strace), the server itself is stopped first, so it ends cleanly and the
+        wrapper with it."""
+        for child in children_of(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
         return stop_process(self.process)
 
     # Index and blobs --------------------------------------------------------------------
@@ -654,12 +667,17 @@ def dicomhub_command() -> list[str]:
 
 @contextlib.contextmanager
 def running_hub(
-    workdir: Path, env: Mapping[str, str] | None = None, *, config: str | None = None
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    config: str | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Iterator[Hub]:
     """Run ``dicomhub serve`` on a free port with a data folder in ``workdir``.
 
     ``env`` adds or overrides DICOMHUB_* settings; ``config`` is the text of a TOML
-    configuration file (passed as DICOMHUB_CONFIG).  The server is stopped with SIGTERM.
+    configuration file (passed as DICOMHUB_CONFIG); ``wrapper`` is a command the server is
+    run under (strace).  The server is stopped with SIGTERM.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DICOMHUB_")}
@@ -683,7 +701,7 @@ def running_hub(
     log_path = workdir / "dicomhub.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*dicomhub_command(), "serve"],
+            [*wrapper, *dicomhub_command(), "serve"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
