@@ -1,16 +1,19 @@
 """Database engine for the index: SQLite (embedded default) or PostgreSQL.
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk when it returns) and
-foreign keys on.  Write transactions start with ``BEGIN IMMEDIATE`` and, inside one process,
-are serialised by a lock, so concurrent associations queue for the single writer instead of
-failing with "database is locked"; other processes wait on SQLite's busy timeout.
+foreign keys on.  Write transactions start with ``BEGIN IMMEDIATE`` and are serialised by
+``WriterLock`` (threads and processes alike), so concurrent writers queue for the single
+writer instead of failing with "database is locked" or polling on SQLite's busy timeout.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -53,6 +56,38 @@ def _synchronous(conn: Connection, mode: str) -> None:
     info["synchronous"] = mode
 
 
+class WriterLock:
+    """One SQLite writer at a time, among the threads of this process and the processes that
+    share the database file (``workers``, a ``dicomhub import`` beside ``serve``).
+
+    Threads queue on a lock; processes on an ``flock`` of a file beside the database.  A
+    writer that has to wait is woken the moment the lock is free, where SQLite's own busy
+    handler would sleep and try again, ever longer, while the other process writes.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self._threads = threading.Lock()
+        self._path = database.with_name(database.name + ".writer")
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o640)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 class IndexDatabase:
     """Engine plus the transaction discipline every index writer follows."""
 
@@ -73,9 +108,14 @@ class IndexDatabase:
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.is_sqlite else nullcontext()
-        )
+        self._write_lock: AbstractContextManager[Any] = nullcontext()
+        if self.is_sqlite:
+            database = parsed.database
+            self._write_lock = (
+                WriterLock(Path(database))
+                if database and database != ":memory:" and not database.startswith("file:")
+                else threading.Lock()
+            )
 
     @contextmanager
     def write(
