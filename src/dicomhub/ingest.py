@@ -82,6 +82,8 @@ class IngestRequest:
     content_sha256: str | None = None
     """The SHA-256 of ``content``'s data set (after ``known.dataset_offset``), when the
     receiver computed it while the object arrived."""
+    content_digest: Future[str] | None = None
+    """The same, being computed by another thread (a large object's receiver started it)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Prepared:
     blob: BlobInfo | None
     """Already durable (a file); None for an in-memory object, written by the batch."""
     memory: InMemoryObject | None = None
+    digest: Future[str] | None = None
+    """The data set's SHA-256 of ``memory`` on its way (``IngestRequest.content_digest``)."""
 
     @property
     def known(self) -> bool:
@@ -208,8 +212,10 @@ class Ingest:
                 prepared.memory = InMemoryObject(
                     request.content, parsed.dataset_offset, request.content_sha256
                 )
-            elif hash_later:
+            elif hash_later or request.content_digest is not None:
                 prepared.memory = InMemoryObject(request.content, parsed.dataset_offset, "")
+                if known is not None and known.dataset_offset == parsed.dataset_offset:
+                    prepared.digest = request.content_digest
             else:
                 prepared.memory = InMemoryObject.hashed(request.content, parsed.dataset_offset)
             return prepared
@@ -247,7 +253,7 @@ class Ingest:
         in_memory = [p for p in batch if p.memory is not None]
         for p in in_memory:
             assert p.memory is not None
-            p.memory = p.memory.with_checksum()  # hashlib lets the event loop run meanwhile
+            p.memory = p.memory.with_checksum(p.digest)  # hashlib lets the event loop run
         pending: PendingBlobs | None = None
         if in_memory:
             try:

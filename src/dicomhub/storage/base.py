@@ -6,6 +6,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -44,18 +45,24 @@ class InMemoryObject:
     @classmethod
     def hashed(cls, data: bytes | bytearray, dataset_offset: int) -> InMemoryObject:
         """Compute the checksum (hashlib releases the GIL, so callers hash in parallel)."""
-        content = hashlib.sha256(memoryview(data)[dataset_offset:]).hexdigest()
-        return cls(data, dataset_offset, content)
+        return cls(data, dataset_offset, data_set_sha256(data, dataset_offset))
 
-    def with_checksum(self) -> InMemoryObject:
-        """This object with its checksum computed, if it was not yet."""
+    def with_checksum(self, pending: Future[str] | None = None) -> InMemoryObject:
+        """This object with its checksum: as it was, ``pending``'s result, or computed now."""
         if self.content_sha256:
             return self
+        if pending is not None and pending.exception() is None:
+            return InMemoryObject(self.data, self.dataset_offset, pending.result())
         return InMemoryObject.hashed(self.data, self.dataset_offset)
 
     def info(self, key: str) -> BlobInfo:
         """The blob description of this object stored under ``key``."""
         return BlobInfo(key, len(self.data), "", self.content_sha256)
+
+
+def data_set_sha256(data: bytes | bytearray, dataset_offset: int) -> str:
+    """SHA-256 (hex) of the part of ``data`` after ``dataset_offset``."""
+    return hashlib.sha256(memoryview(data)[dataset_offset:]).hexdigest()
 
 
 class PendingBlobs(Protocol):

@@ -122,6 +122,7 @@ class AsyncioDicomServer:
         self._thread.join(timeout=10)
         self._thread = None
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.hasher.shutdown(wait=False, cancel_futures=True)
         if not self.loop.is_running():
             self._close_loop()
 

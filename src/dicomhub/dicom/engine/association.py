@@ -60,6 +60,7 @@ from dicomhub.index.commitments import Transaction
 from dicomhub.index.query import InformationModel
 from dicomhub.index.repository import StoredInstance
 from dicomhub.ingest import Prepared, StoreResult
+from dicomhub.storage.base import data_set_sha256
 from dicomhub.storage.filesystem import FilesystemBlobStore
 from dicomhub.storage.spool import MEMORY_LIMIT, Spool
 
@@ -71,6 +72,10 @@ MAX_PENDING = 8
 STREAM_WINDOW = 8
 """Responses of a C-FIND, C-MOVE or C-GET that may wait to be sent."""
 QUEUED_MEMORY_LIMIT = 16 << 20
+HASH_APART = 256 << 10
+"""An object received in memory by a busy loop and larger than this is hashed by the
+engine's hashing threads while it is parsed and queued (hashlib runs without the GIL), not
+by the group commit's thread when its batch comes."""
 """Bytes of received objects an association may hold in memory while they wait their turn."""
 
 
@@ -88,6 +93,11 @@ class EngineContext:
     acse_timeout: float
     dimse_timeout: float
     network_timeout: float
+    hasher: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="dicomhub-hash"
+        )
+    )
     memory_object_limit: int = MEMORY_LIMIT
     inline_stores: bool = False
     """In-memory objects of a lone association may be stored in the event loop's thread
@@ -508,6 +518,10 @@ class Association:
             if writer is None:
                 raise CannotUnderstand("C-STORE request without a data set")
             spooled = writer.finish() if writer.in_memory else await self._run(writer.finish)
+            digest = None
+            content = spooled.content
+            if content is not None and spooled.content_sha256 is None and len(content) > HASH_APART:
+                digest = self.engine.hasher.submit(data_set_sha256, content, writer.prefix_length)
             request = StoreRequest(
                 str(message.command.get("AffectedSOPClassUID", "")),
                 sop_instance,
@@ -516,6 +530,7 @@ class Association:
                 spooled.content,
                 KnownMeta(writer.prefix_length, str(message.context.transfer_syntax)),
                 spooled.content_sha256,
+                digest,
             )
             service = self.engine.services.store
             if not writer.in_memory:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class StoreRequest:
     """Set when the receiver wrote the file meta itself."""
     content_sha256: str | None = None
     """The data set's SHA-256 of an object in memory, computed while it was received."""
+    content_digest: Future[str] | None = None
+    """The same, being computed by another thread."""
 
 
 class StoreService:
@@ -70,4 +73,6 @@ class StoreService:
             hashed=request.hashed,
             content=request.content,
             known=request.known,
+            content_sha256=request.content_sha256,
+            content_digest=request.content_digest,
         )
