@@ -18,9 +18,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless, generate_uid
 
 from tests.factories import make_dataset, write_file
-from tests.interop.support import Hub, run_tool
+from tests.interop.support import Hub, needs_dcmtk, run_tool
 from tests.web.ui.conftest import PageFactory, canvas_grey, png_grey, screenshot
 
+pytestmark = [pytest.mark.interop, needs_dcmtk]
 SIZE = 64
 
 

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from tests.interop.support import Hub, hub_cli, running_hub, wait_until
 from tests.web.ui.conftest import PageFactory, screenshot
 
+pytestmark = [pytest.mark.interop]
 READER = ("joe", "battery staple")
 ADMIN = ("jane", "correct horse")
 

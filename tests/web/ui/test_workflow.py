@@ -25,6 +25,7 @@ from tests.interop.support import (
     Hub,
     find_worklist,
     free_port,
+    needs_dcmtk,
     run_tool,
     stop_process,
     tool_env,
@@ -32,6 +33,7 @@ from tests.interop.support import (
 )
 from tests.web.ui.conftest import PageFactory, png_grey, screenshot
 
+pytestmark = [pytest.mark.interop, needs_dcmtk]
 WORKLIST_KEYS = [
     "PatientName",
     "PatientID=UI-WL-1",

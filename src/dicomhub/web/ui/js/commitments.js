@@ -2,7 +2,7 @@
 // with the outcome of every instance and every step (GET /api/commitments, /api/commitments/{id}).
 
 import { get } from "./api.js";
-import { badge, fill, go, h, hashParams, moment, pager, table } from "./dom.js";
+import { badge, factList, fill, go, h, hashParams, moment, pager, table } from "./dom.js";
 
 const ROLES = { scp: "asked of dicomhub", scu: "asked by dicomhub" };
 const REASONS = {
@@ -56,7 +56,7 @@ async function detail(main, id) {
     main,
     h("div", { class: "toolbar" }, h("a", { href: "#/commitments" }, "‹ Storage commitment")),
     h("h1", {}, `Storage commitment transaction ${t.id}`),
-    h("section", { class: "card" }, h("dl", { class: "facts" }, facts.filter(([, v]) => v !== "" && v !== null).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("section", { class: "card" }, factList(facts)),
     h("h2", {}, "Instances"),
     table([
       { title: "Outcome", value: (i) => badge(i.outcome) },

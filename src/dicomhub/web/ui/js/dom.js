@@ -40,6 +40,12 @@ export function message(text, kind = "error") {
   return h("div", { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
 
+/** A definition list of [label, value] pairs; pairs without a value are left out. */
+export function factList(pairs, className = "facts") {
+  const shown = pairs.filter(([, value]) => value !== "" && value !== null && value !== undefined);
+  return h("dl", { class: className }, shown.map(([label, value]) => [h("dt", {}, label), h("dd", {}, value)]));
+}
+
 /** A status badge coloured by its meaning. */
 export function badge(text) {
   const value = String(text || "").toUpperCase();

@@ -3,7 +3,7 @@
 // (GET /api/mpps, /api/mpps/{id}).
 
 import { get } from "./api.js";
-import { badge, dicomDate, dicomTime, fill, go, h, hashParams, moment, pager, personName, table } from "./dom.js";
+import { badge, dicomDate, dicomTime, factList, fill, go, h, hashParams, moment, pager, personName, table } from "./dom.js";
 import { tagPanel } from "./tags.js";
 
 const STATUSES = ["IN PROGRESS", "COMPLETED", "DISCONTINUED"];
@@ -61,7 +61,7 @@ async function detail(main, id) {
     main,
     h("div", { class: "toolbar" }, h("a", { href: "#/mpps" }, "‹ MPPS")),
     h("h1", {}, `Performed procedure step ${step.id}`),
-    h("section", { class: "card" }, h("dl", { class: "facts" }, facts.filter(([, v]) => v).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("section", { class: "card" }, factList(facts)),
     h("h2", {}, "Performed series against received series"),
     series,
     h("h2", {}, "History"),

@@ -3,7 +3,7 @@
 // /api/instances/{uid}/header).
 
 import { call, get } from "./api.js";
-import { dicomDate, dicomTime, fill, h, message, personName } from "./dom.js";
+import { dicomDate, dicomTime, factList, fill, h, message, personName } from "./dom.js";
 import { describe, first } from "./pixels.js";
 import { tagPanel } from "./tags.js";
 import { Viewer } from "./viewer.js";
@@ -39,7 +39,7 @@ function facts(study) {
     ["Series / images", `${study.NumberOfStudyRelatedSeries ?? "?"} / ${study.NumberOfStudyRelatedInstances ?? "?"}`],
     ["Study Instance UID", h("code", {}, study.StudyInstanceUID)],
   ];
-  return h("dl", { class: "facts wide" }, pairs.filter(([, v]) => v).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  return factList(pairs, "facts wide");
 }
 
 export async function render(main, route) {

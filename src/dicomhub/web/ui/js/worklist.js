@@ -3,7 +3,7 @@
 // POST /api/worklist/{id}/cancel).
 
 import { get, post, put } from "./api.js";
-import { badge, dicomDate, dicomTime, fill, go, h, hashParams, message, moment, pager, personName, table } from "./dom.js";
+import { badge, dicomDate, dicomTime, factList, fill, go, h, hashParams, message, moment, pager, personName, table } from "./dom.js";
 import { first } from "./pixels.js";
 import { tagPanel } from "./tags.js";
 
@@ -179,7 +179,7 @@ async function detail(main, id, session) {
       actions(item, session, () => go(`/worklist/${item.id}`), (e) => fill(problem, message(e.message)))),
     h("h1", {}, `Worklist item ${item.id}`),
     problem,
-    h("section", { class: "card" }, h("dl", { class: "facts" }, facts.filter(([, v]) => v).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("section", { class: "card" }, factList(facts)),
     h("h2", {}, "Performed procedure steps"),
     mpps,
     h("h2", {}, "Attributes"),
