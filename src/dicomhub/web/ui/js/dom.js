@@ -138,6 +138,20 @@ export function pager(page, go) {
   );
 }
 
+let flashed = "";
+
+/** A sentence for the next page shown (what an action did), kept in memory, not in the address. */
+export function flash(text) {
+  flashed = text;
+}
+
+/** The sentence of the last action, once. */
+export function takeFlash() {
+  const text = flashed;
+  flashed = "";
+  return text;
+}
+
 /** The parameters of the current hash ("#/studies?PatientName=X" -> {PatientName: "X"}). */
 export function hashParams() {
   const query = location.hash.split("?")[1] || "";

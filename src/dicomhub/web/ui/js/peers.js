@@ -3,7 +3,7 @@
 // POST /api/peers/{name}/echo).
 
 import { del, get, post, put } from "./api.js";
-import { fill, go, h, hashParams, message, table } from "./dom.js";
+import { fill, flash, go, h, message, table, takeFlash } from "./dom.js";
 
 const SERVICES = ["verification", "storage", "query", "retrieve", "worklist", "mpps", "storage-commitment", "print"];
 
@@ -69,11 +69,14 @@ function peerForm(peer, done, cancel) {
 }
 
 export async function render(main, route, session) {
-  const params = hashParams();
   const answer = await get("/api/peers");
-  const notice = h("div", {}, params.done ? message(params.done, "ok") : "");
+  const done = takeFlash();
+  const notice = h("div", {}, done ? message(done, "ok") : "");
   const formSlot = h("div");
-  const reload = (done) => go("/peers", { done });
+  const reload = (sentence) => {
+    flash(sentence);
+    go("/peers");
+  };
   const openForm = (peer) => {
     fill(formSlot, peerForm(peer, (name) => reload(peer ? `Peer ${name} was changed.` : `Peer ${name} was added.`), () => fill(formSlot)));
     formSlot.querySelector("input:not([disabled])").focus();

@@ -3,7 +3,7 @@
 // DELETE /api/queue/{id}).
 
 import { del, get, post } from "./api.js";
-import { badge, fill, go, h, hashParams, message, moment, pager, table } from "./dom.js";
+import { badge, fill, flash, go, h, hashParams, message, moment, pager, table, takeFlash } from "./dom.js";
 
 const STATES = ["pending", "failed", "done"];
 
@@ -11,20 +11,24 @@ export async function render(main, route, session) {
   const params = hashParams();
   const offset = Number(params.offset || 0);
   const page = await get("/api/queue", { state: params.state, offset, limit: 50 });
-  const notice = h("div", {}, params.done ? message(params.done, "ok") : "");
-  const reload = (done) => go("/queue", { state: params.state, offset, done });
-  const act = async (work, done) => {
+  const done = takeFlash();
+  const notice = h("div", {}, done ? message(done, "ok") : "");
+  const reload = (sentence) => {
+    flash(sentence);
+    go("/queue", { state: params.state, offset });
+  };
+  const act = async (work, sentence) => {
     try {
       await work();
-      reload(done);
+      reload(sentence);
     } catch (error) {
       fill(notice, message(error.message));
     }
   };
-  const bulk = (label, body, question, done) => h("button", {
+  const bulk = (label, body, question, sentence) => h("button", {
     type: "button",
     class: "admin-only",
-    onclick: () => confirm(question) && act(() => post(body.all_failed ? "/api/queue/retry" : "/api/queue/drop", body), done),
+    onclick: () => confirm(question) && act(() => post(body.all_failed ? "/api/queue/retry" : "/api/queue/drop", body), sentence),
   }, label);
   const columns = [
     { title: "State", value: (r) => badge(r.state) },
