@@ -1052,3 +1052,40 @@ def hub_cli(
         check=False,
         input=stdin if stdin is not None else "",
     )
+
+
+# findscu -W ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorklistAnswers:
+    """A findscu -W run: DIMSE statuses, the response identifiers and the tool's output."""
+
+    statuses: list[int]
+    answers: list[Dataset]
+    output: str
+
+
+def find_worklist(
+    port: int,
+    called: str,
+    query: Path | None,
+    *,
+    keys: Sequence[str] = (),
+    calling: str = "FINDSCU",
+) -> WorklistAnswers:
+    """C-FIND on the Modality Worklist model with DCMTK findscu; responses read back."""
+    out = Path(tempfile.mkdtemp(prefix="wl-", dir=Path(tempfile.gettempdir())))
+    try:
+        argv: list[Arg] = ["findscu", "-d", "-W", "-aet", calling, "-aec", called, "-X"]
+        argv += ["-od", out, HOST, str(port)]
+        if query is not None:
+            argv.append(query)
+        for key in keys:
+            argv += ["-k", key]
+        result = run_tool(argv, timeout=60)
+        text = output_of(result)
+        answers: list[Dataset] = [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+        return WorklistAnswers(dimse_statuses(text), answers, text)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

@@ -11,12 +11,12 @@ import pytest
 
 from tests.interop.support import (
     Hub,
+    find_worklist,
     free_port,
     needs_dcmtk,
     running_hub,
     wait_until,
 )
-from tests.interop.test_worklist import find_worklist
 from tests.unit.hl7.messages import END, frame, orm
 
 pytestmark = [pytest.mark.interop, needs_dcmtk]

@@ -47,7 +47,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +61,10 @@ from pydicom.multival import MultiValue
 from tests.interop.support import (
     ENGINE,
     HOST,
-    Arg,
     Hub,
+    WorklistAnswers,
     dicomhub_command,
-    dimse_statuses,
+    find_worklist,
     free_port,
     needs_dcmtk,
     needs_orthanc,
@@ -296,40 +295,6 @@ def loaded(hub: Hub, samples: Samples) -> Hub:
 
 
 # findscu -W ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorklistAnswers:
-    """A findscu -W run: DIMSE statuses, the response identifiers and the tool's output."""
-
-    statuses: list[int]
-    answers: list[Dataset]
-    output: str
-
-
-def find_worklist(
-    port: int,
-    called: str,
-    query: Path | None,
-    *,
-    keys: Sequence[str] = (),
-    calling: str = "FINDSCU",
-) -> WorklistAnswers:
-    """C-FIND on the Modality Worklist model with DCMTK findscu; responses read back."""
-    out = Path(tempfile.mkdtemp(prefix="wl-", dir=Path(tempfile.gettempdir())))
-    try:
-        argv: list[Arg] = ["findscu", "-d", "-W", "-aet", calling, "-aec", called, "-X"]
-        argv += ["-od", out, HOST, str(port)]
-        if query is not None:
-            argv.append(query)
-        for key in keys:
-            argv += ["-k", key]
-        result = run_tool(argv, timeout=60)
-        text = output_of(result)
-        answers: list[Dataset] = [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
-        return WorklistAnswers(dimse_statuses(text), answers, text)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 def _text(value: Any) -> str:

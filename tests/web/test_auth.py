@@ -140,6 +140,26 @@ def test_basic_users_and_wrong_credentials(web: Web) -> None:
         assert allowed.status_code == 404
 
 
+def test_browsers_are_challenged_and_shown_a_sentence(web: Web) -> None:
+    web.token("reader", Role.READ)
+    with web.client() as http:
+        page = http.get("/ui/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert page.status_code == 401
+        # one challenge per header, Basic first: browsers then ask for a user name and password
+        assert page.headers.get_list("www-authenticate") == [
+            'Basic realm="dicomhub", charset="UTF-8"',
+            'Bearer realm="dicomhub"',
+        ]
+        assert page.headers["content-type"].startswith("text/html")
+        assert "Sign in: this server needs a user name and password" in page.text
+        assert "Reload the page to sign in again." in page.text
+        api = http.get("/api/studies", headers={"Accept": "application/json"})
+        assert api.json() == {
+            "error": "Sign in: this server needs a user name and password, or a token.",
+            "status": 401,
+        }
+
+
 def test_open_without_credentials(client: httpx.Client) -> None:
     assert client.get("/api/whoami").json()["role"] == "admin"
     assert client.get("/api/whoami").json()["authentication"] is False

@@ -23,6 +23,7 @@ from dicomhub.web import problems
 from dicomhub.web.api import (
     archive,
     commitments,
+    dictionary,
     instances,
     mpps,
     peers,
@@ -58,6 +59,7 @@ def create_app(runtime: Runtime, *, associations: Callable[[], int] | None = Non
     for router in (
         system.router,
         archive.router,
+        dictionary.router,
         instances.router,
         peers.router,
         queue.router,

@@ -10,6 +10,10 @@ authentication on:
 * requests that change something (any method but GET, HEAD and OPTIONS) need the ``admin``
   role: 403 for a ``read`` credential.
 
+A browser asking for a page (``Accept: text/html``) gets the refusal as a short HTML page, so a
+person who cancels the browser's sign-in prompt reads a sentence rather than JSON; everyone
+else gets the JSON error body.
+
 The rule is applied here, to the whole ASGI app (static files and sub-applications included),
 so a route added later cannot escape it.  Credentials are read from the database at most every
 few seconds; a password verified once is remembered (by a salted hash of name and password)
@@ -40,7 +44,7 @@ from dicomhub.index.credentials import (
     hash_token,
     verify_password,
 )
-from dicomhub.web.problems import error_response
+from dicomhub.web.problems import error_page, error_response
 
 LOG = logging.getLogger("dicomhub.web")
 PUBLIC_PATHS = frozenset({"/api/health"})
@@ -187,9 +191,15 @@ class AuthMiddleware:
                     "admin user or token."
                 )
         except (AuthenticationRequired, NotAuthorized) as exc:
-            response = error_response(exc)
+            accept = headers.get(b"accept", b"").decode("latin-1")
+            response = error_page(exc) if "text/html" in accept else error_response(exc)
             if isinstance(exc, AuthenticationRequired):
-                response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", Bearer'
+                # one challenge per header: browsers ignore a Basic challenge followed by
+                # another scheme in the same header, and then never ask for a password
+                response.headers.append(
+                    "WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'
+                )
+                response.headers.append("WWW-Authenticate", f'Bearer realm="{REALM}"')
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal

@@ -9,12 +9,13 @@ its traceback and answered 500 with a sentence that points at the log.
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from dicomhub.errors import DicomhubError
@@ -34,6 +35,19 @@ def error_body(status: int, sentence: str) -> dict[str, Any]:
 def error_response(exc: DicomhubError) -> JSONResponse:
     """The answer to a ``DicomhubError``."""
     return JSONResponse(error_body(exc.http_status, str(exc)), status_code=exc.http_status)
+
+
+def error_page(exc: DicomhubError) -> HTMLResponse:
+    """The answer to a ``DicomhubError`` for a browser asking for a page: the sentence as HTML."""
+    sentence = html.escape(str(exc))
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dicomhub</title>'
+        '</head><body style="font-family: system-ui, sans-serif; margin: 2rem">'
+        f"<h1>dicomhub</h1><p>{sentence}</p>"
+        + ("<p>Reload the page to sign in again.</p>" if exc.http_status == 401 else "")
+        + "</body></html>"
+    )
+    return HTMLResponse(body, status_code=exc.http_status)
 
 
 def _validation_sentence(exc: RequestValidationError) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from dicomhub.imaging.film import film_png
 from dicomhub.index.commitments import Item, Outcome, Role, State
 from dicomhub.index.mpps import MppsRepository
-from dicomhub.index.print_jobs import ExecutionStatus, PrintRepository
+from dicomhub.index.print_jobs import ArchivedFilm, ExecutionStatus, PrintedFilm, PrintRepository
 from dicomhub.index.schema import forward_queue
 from dicomhub.index.times import utc_now
 from dicomhub.ingest import IngestRequest
@@ -143,37 +143,80 @@ def test_commitment_transactions(web: Web, client: httpx.Client) -> None:
 
 def test_print_jobs_with_their_films(web: Web, client: httpx.Client) -> None:
     prints = PrintRepository(web.runtime.db)
+    film_boxes: list[str] = [generate_uid(), generate_uid()]
     job = prints.record_job(
         generate_uid(),
         film_session_uid=generate_uid(),
-        film_box_uids=[generate_uid()],
-        layout=["STANDARD\\1,1"],
+        film_box_uids=film_boxes,
+        layout=["STANDARD\\1,1", "STANDARD\\2,2"],
         number_of_copies=1,
         print_priority="MED",
         calling_ae_title="PRINTSCU",
+        films=[
+            PrintedFilm(film_boxes[0], "STANDARD\\1,1", 1),
+            PrintedFilm(film_boxes[1], "STANDARD\\2,2", 3),
+        ],
     )
-    film = make_dataset(modality="OT")
-    path = write_file(film, web.tmp / "film.dcm")
+    # another print SCU archives a film at the same moment: it is not this job's
+    other = make_dataset(modality="OT")
     web.runtime.ingest.store(
-        IngestRequest(path=path, take=False, source="print", calling_ae_title="PRINTSCU")
+        IngestRequest(
+            path=write_file(other, web.tmp / "other.dcm"),
+            take=False,
+            source="print",
+            calling_ae_title="PRINTSCU",
+        )
     )
+    archived = make_dataset(modality="OT")
     pixels = np.full((20, 30), 200, dtype=np.uint8)
     png_dir = web.runtime.settings.data_dir / "print"
     png_dir.mkdir(parents=True, exist_ok=True)
-    (png_dir / f"{film.SOPInstanceUID}.png").write_bytes(film_png(pixels))
+    (png_dir / f"{archived.SOPInstanceUID}.png").write_bytes(film_png(pixels))
+    prints.record_archived_film(
+        job.sop_instance_uid,
+        film_boxes[0],
+        ArchivedFilm(
+            sop_instance_uid=str(archived.SOPInstanceUID),
+            study_instance_uid=str(archived.StudyInstanceUID),
+            series_instance_uid=str(archived.SeriesInstanceUID),
+            png=f"print/{archived.SOPInstanceUID}.png",
+            rows=20,
+            columns=30,
+            color=False,
+        ),
+    )
     prints.finish_job(job.id, ExecutionStatus.DONE)
 
-    listed = client.get("/api/print-jobs").json()["items"]
-    assert [(j["status"], j["films"], j["calling_ae_title"]) for j in listed] == [
-        ("DONE", 1, "PRINTSCU")
-    ]
-    detail = client.get(f"/api/print-jobs/{job.id}").json()
-    (archived,) = detail["archived_films"]
-    assert archived["sop_instance_uid"] == str(film.SOPInstanceUID)
-    image = Image.open(io.BytesIO(client.get(archived["png"]).content))
+    listed = client.get("/api/print-jobs").json()
+    assert (listed["total"], listed["has_more"]) == (1, False)
+    (item,) = listed["items"]
+    assert (item["status"], item["calling_ae_title"], item["film_box_uids"]) == (
+        "DONE",
+        "PRINTSCU",
+        film_boxes,
+    )
+    first, second = item["films"]
+    assert (first["position"], first["film_box_uid"], first["image_display_format"]) == (
+        1,
+        film_boxes[0],
+        "STANDARD\\1,1",
+    )
+    assert first["archived"]["sop_instance_uid"] == str(archived.SOPInstanceUID)
+    assert first["archived"]["study_instance_uid"] == str(archived.StudyInstanceUID)
+    assert (first["archived"]["rows"], first["archived"]["columns"]) == (20, 30)
+    assert first["archived"]["png"].endswith(f"/api/print-jobs/{job.id}/films/1.png")
+    assert (second["image_boxes"], second["archived"]) == (3, None)
+    assert client.get(f"/api/print-jobs/{job.id}").json() == item
+    image = Image.open(io.BytesIO(client.get(first["archived"]["png"]).content))
     assert image.size == (30, 20) and np.asarray(image).max() == 200
-    assert client.get(f"/api/print-jobs/{job.id}/films/1.2.3.png").status_code == 404
+    not_archived = client.get(f"/api/print-jobs/{job.id}/films/2.png")
+    assert not_archived.status_code == 404
+    assert "was not archived" in not_archived.json()["error"]
+    assert client.get(f"/api/print-jobs/{job.id}/films/3.png").status_code == 404
     assert client.get("/api/print-jobs/77").status_code == 404
+    assert client.get("/api/print-jobs", params={"calling_ae_title": "OTHER"}).json()["total"] == 0
+    assert client.get("/api/print-jobs", params={"status": "failure"}).json()["items"] == []
+    assert client.get("/api/print-jobs", params={"status": "lost"}).status_code == 400
 
 
 def test_forwarding_queue_retry_and_drop(web: Web, client: httpx.Client) -> None:
