@@ -497,7 +497,8 @@ class Association:
         outcome: asyncio.Future[StoreResult | DicomhubError] = loop.create_future()
 
         def done(result: StoreResult | DicomhubError) -> None:
-            loop.call_soon_threadsafe(_resolve, outcome, result)
+            with contextlib.suppress(RuntimeError):  # the listener stopped meanwhile
+                loop.call_soon_threadsafe(_resolve, outcome, result)
 
         self.engine.services.store.commit(prepared, done)
         result = await outcome
