@@ -31,7 +31,8 @@ class GroupCommitter(Generic[Item, Result]):
 
     ``submit`` is for a caller that must not wait (an event loop): the item is queued and a
     thread of the committer's own leads the batches of such items, taking whatever else is
-    queued too; the caller is called back from that thread with the item's future.
+    queued too; the caller is called back from that thread with the item's result, or with
+    the exception that failed its batch.
 
     ``process`` returns one result per item, in order; an exception it raises fails every
     item of the batch.
@@ -39,7 +40,7 @@ class GroupCommitter(Generic[Item, Result]):
 
     def __init__(self, process: Callable[[Sequence[Item]], Sequence[Result]]) -> None:
         self._process = process
-        self._pending: list[tuple[Item, Future[Result]]] = []
+        self._pending: list[tuple[Item, Future[Result] | Callable[[Result | Exception], None]]] = []
         self._pending_lock = threading.Lock()
         self._leader = threading.Lock()
         self._submitted = threading.Condition(self._pending_lock)
@@ -57,13 +58,11 @@ class GroupCommitter(Generic[Item, Result]):
                 self._run_batch(self._take())
         return future.result()
 
-    def submit(self, item: Item, done: Callable[[Future[Result]], None]) -> None:
-        """Queue ``item``; ``done(future)`` is called, from another thread, once it is
-        processed."""
-        future: Future[Result] = Future()
-        future.add_done_callback(done)
+    def submit(self, item: Item, done: Callable[[Result | Exception], None]) -> None:
+        """Queue ``item``; ``done`` is called, from another thread, with its result or with
+        the exception that failed its batch."""
         with self._pending_lock:
-            self._pending.append((item, future))
+            self._pending.append((item, done))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._lead, name="dicomhub-commit", daemon=True
@@ -71,7 +70,7 @@ class GroupCommitter(Generic[Item, Result]):
                 self._thread.start()
             self._submitted.notify()
 
-    def _take(self) -> list[tuple[Item, Future[Result]]]:
+    def _take(self) -> list[tuple[Item, Future[Result] | Callable[[Result | Exception], None]]]:
         with self._pending_lock:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
@@ -88,7 +87,9 @@ class GroupCommitter(Generic[Item, Result]):
                 if batch:
                     self._run_batch(batch)
 
-    def _run_batch(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+    def _run_batch(
+        self, batch: list[tuple[Item, Future[Result] | Callable[[Result | Exception], None]]]
+    ) -> None:
         if not batch:
             return
         try:
@@ -97,10 +98,25 @@ class GroupCommitter(Generic[Item, Result]):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
         except BaseException as exc:  # every waiter must be released, whatever happened
             LOG.debug("batch of %d failed: %s", len(batch), exc)
-            for _, future in batch:
-                future.set_exception(exc)
+            failure = exc if isinstance(exc, Exception) else RuntimeError(f"batch stopped: {exc!r}")
+            for _, waiter in batch:
+                if isinstance(waiter, Future):
+                    waiter.set_exception(exc)
+                else:
+                    _call(waiter, failure)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        for (_, waiter), result in zip(batch, results, strict=True):
+            if isinstance(waiter, Future):
+                waiter.set_result(result)
+            else:
+                _call(waiter, result)
+
+
+def _call(done: Callable[[Result | Exception], None], outcome: Result | Exception) -> None:
+    """Call a submitter back; its failure is logged, never the batch's."""
+    try:
+        done(outcome)
+    except Exception:
+        LOG.exception("a committed item's callback failed")

@@ -166,15 +166,14 @@ class Ingest:
             done(prepared.result(StoreStatus.DUPLICATE))
             return
 
-        def finished(future: Future[StoreResult | DicomhubError]) -> None:
-            error = future.exception()
-            if error is None:
-                done(future.result())
-            elif isinstance(error, DicomhubError):
-                done(error)
+        def finished(outcome: StoreResult | DicomhubError | Exception) -> None:
+            if isinstance(outcome, StoreResult | DicomhubError):
+                done(outcome)
             else:
-                LOG.error("committing %s failed: %s", prepared.parsed.text("SOPInstanceUID"), error)
-                done(IndexFailure(f"index error: {type(error).__name__}"))
+                LOG.error(
+                    "committing %s failed: %s", prepared.parsed.text("SOPInstanceUID"), outcome
+                )
+                done(IndexFailure(f"index error: {type(outcome).__name__}"))
 
         self.committer.submit(prepared, finished)
 

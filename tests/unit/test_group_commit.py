@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 
 import pytest
 
@@ -83,9 +82,10 @@ def test_submitted_items_are_committed_by_the_committers_thread_and_batched() ->
     outcomes: dict[int, int] = {}
     all_done = threading.Event()
 
-    def done_for(item: int) -> Callable[[Future[int]], None]:
-        def done(future: Future[int]) -> None:
-            outcomes[item] = future.result()
+    def done_for(item: int) -> Callable[[int | Exception], None]:
+        def done(outcome: int | Exception) -> None:
+            assert isinstance(outcome, int)
+            outcomes[item] = outcome
             if len(outcomes) == 6:
                 all_done.set()
 
@@ -118,7 +118,7 @@ def test_waiting_and_submitting_callers_share_batches() -> None:
     first.start()
     while not batches:
         threading.Event().wait(0.001)
-    submitted: list[Future[int]] = []
+    submitted: list[int | Exception] = []
     committer.submit(1, submitted.append)
     waiter = threading.Thread(target=committer.run, args=(2,))
     waiter.start()
@@ -129,7 +129,7 @@ def test_waiting_and_submitting_callers_share_batches() -> None:
     deadline = threading.Event()
     while not submitted and not deadline.wait(0.01):
         pass
-    assert submitted[0].result() == 1
+    assert submitted == [1]
     assert sorted(batches[1]) == [1, 2]
 
 
@@ -138,13 +138,37 @@ def test_a_failed_batch_reaches_the_submitters() -> None:
         raise OSError("disk gone")
 
     committer: GroupCommitter[int, int] = GroupCommitter(process)
-    failures: list[BaseException | None] = []
+    failures: list[int | Exception] = []
     finished = threading.Event()
 
-    def done(future: Future[int]) -> None:
-        failures.append(future.exception())
+    def done(outcome: int | Exception) -> None:
+        failures.append(outcome)
         finished.set()
 
     committer.submit(1, done)
     assert finished.wait(10)
     assert isinstance(failures[0], OSError)
+
+
+def test_a_failing_callback_does_not_hold_back_the_others() -> None:
+    seen: list[int | Exception] = []
+    both = threading.Event()
+    release = threading.Event()
+
+    def broken(_outcome: int | Exception) -> None:
+        raise ValueError("a caller's bug")
+
+    def fine(outcome: int | Exception) -> None:
+        seen.append(outcome)
+        both.set()
+
+    def slow(batch: Sequence[int]) -> list[int]:
+        release.wait(10)
+        return list(batch)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(slow)
+    committer.submit(1, broken)
+    committer.submit(2, fine)
+    release.set()
+    assert both.wait(10)
+    assert seen == [2]

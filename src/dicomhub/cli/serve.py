@@ -79,6 +79,7 @@ def _listen(
     settings: Settings, *, migrate_schema: bool, reuse_port: bool, http: bool = True
 ) -> None:
     """Open the runtime, serve until a signal, then stop cleanly."""
+    from dicomhub import allocator
     from dicomhub.dicom.bindings import storage_commitment
     from dicomhub.dicom.commitment_reporter import CommitmentReporter
     from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
@@ -86,6 +87,7 @@ def _listen(
     from dicomhub.dicom.server import Listener, create_listener
     from dicomhub.hl7.listener import HL7Listener
 
+    allocator.tune()
     try:
         runtime = open_runtime(settings, migrate_schema=migrate_schema)
     except Exception as exc:

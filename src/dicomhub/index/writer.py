@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -75,6 +74,13 @@ class NewInstance:
     calling_ae_title: str = ""
     replace: bool = False
     called_ae_title: str = ""
+    sop_instance_uid: str = field(init=False)
+    study_instance_uid: str = field(init=False)
+    series_instance_uid: str = field(init=False)
+    sop_class_uid: str = field(init=False)
+    modality: str = field(init=False)
+    character_set: str = field(init=False)
+    """Read from the header once (the index needs each several times)."""
 
     @property
     def dataset(self) -> Dataset:
@@ -90,29 +96,17 @@ class NewInstance:
     def transfer_syntax_uid(self) -> str:
         return self.parsed.transfer_syntax_uid
 
-    @cached_property
-    def sop_instance_uid(self) -> str:
-        return self.parsed.text("SOPInstanceUID")
-
-    @cached_property
-    def study_instance_uid(self) -> str:
-        return self.parsed.text("StudyInstanceUID")
-
-    @cached_property
-    def series_instance_uid(self) -> str:
-        return self.parsed.text("SeriesInstanceUID")
-
-    @cached_property
-    def sop_class_uid(self) -> str:
-        return self.parsed.text("SOPClassUID")
-
-    @cached_property
-    def modality(self) -> str:
-        return self.parsed.text("Modality").strip()
-
-    @cached_property
-    def character_set(self) -> str:
-        return character_set(self.header)
+    def __post_init__(self) -> None:
+        text = self.parsed.text
+        for name, value in (
+            ("sop_instance_uid", text("SOPInstanceUID")),
+            ("study_instance_uid", text("StudyInstanceUID")),
+            ("series_instance_uid", text("SeriesInstanceUID")),
+            ("sop_class_uid", text("SOPClassUID")),
+            ("modality", text("Modality").strip()),
+            ("character_set", character_set(self.header)),
+        ):
+            object.__setattr__(self, name, value)
 
     def values(self, level: Level) -> dict[str, Any]:
         """Column values of one level, read from the header."""
