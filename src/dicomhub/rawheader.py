@@ -114,14 +114,15 @@ class _Scanner:
     ) -> tuple[dict[str, Any], int]:
         """The elements from ``pos`` up to ``end`` (or up to an item delimiter when
         ``delimited``) as DICOM JSON; returns it and the position after them."""
-        data = self.data
+        data, size, implicit = self.data, self.size, self.implicit
+        explicit_header, vr_of, key_of = _EXPLICIT.unpack_from, _VR_BYTES.get, _KEYS.get
         out: dict[str, Any] = {}
         writing = True
         text_seen = False
         while pos < end or delimited:
-            if pos + 8 > self.size:
+            if pos + 8 > size:
                 raise Unsupported("element header past the end")
-            if self.implicit:
+            if implicit:
                 group, element, length = _IMPLICIT.unpack_from(data, pos)
                 tag = (group << 16) | element
                 if top and tag in _PIXEL_TAGS:
@@ -131,13 +132,13 @@ class _Scanner:
                     raise Unsupported("implicit VR element without a single dictionary VR")
                 pos += 8
             else:
-                group, element, code, length = _EXPLICIT.unpack_from(data, pos)
+                group, element, code, length = explicit_header(data, pos)
                 tag = (group << 16) | element
                 if top and tag in _PIXEL_TAGS:
                     writing = False
-                vr = _VR_BYTES.get(code, "")
+                vr = vr_of(code, "")
                 if vr in _LONG:
-                    if pos + 12 > self.size:
+                    if pos + 12 > size:
                         raise Unsupported("element header past the end")
                     length = _U32.unpack_from(data, pos + 8)[0]
                     pos += 12
@@ -159,7 +160,7 @@ class _Scanner:
                     raise Unsupported("undefined length outside a sequence")
             else:
                 stop = pos + length
-                if stop > end or stop > self.size:
+                if stop > end or stop > size:
                     raise Unsupported("element runs past its end")
                 if vr == "SQ":
                     value, _ = self.sequence(pos, stop, plain, depth)
@@ -198,7 +199,7 @@ class _Scanner:
                         self.ds_texts[tag] = _ds_text(data[pos:stop])
                 pos = stop
             if writing:
-                key = _KEYS.get(tag)
+                key = key_of(tag)
                 if key is None:
                     key = _KEYS[tag] = f"{tag:08X}"
                 out[key] = value
@@ -315,17 +316,14 @@ def _ds_text(raw: Buffer) -> str:
     return "\\".join(part.strip(" \0") for part in text.split("\\"))
 
 
-def _numbers(parts: list[str], vr: str) -> list[int | float]:
-    result: list[int | float] = []
-    for raw in parts:
-        part = raw.strip()
-        if not part:
-            raise Unsupported("empty number in a list")
-        try:
-            result.append(int(part) if vr == "IS" else float(part))
-        except ValueError:
-            raise Unsupported("not a number") from None
-    return result
+def _numbers(parts: list[str], vr: str) -> list[int] | list[float]:
+    """IS or DS values as numbers (blanks around each are allowed, an empty one is not)."""
+    try:
+        if vr == "IS":
+            return [int(part) for part in parts]
+        return [float(part) for part in parts]
+    except ValueError:
+        raise Unsupported("not a number") from None
 
 
 def _person_names(text: str) -> list[dict[str, str]]:

@@ -141,12 +141,13 @@ class StagingWriter:
 
 
 class PendingObjects:
-    """Objects written to a segment but not yet durable.
+    """Objects placed in a segment but not yet durable.
 
-    ``sync`` (from any thread) makes them durable; then ``release`` keeps them, or
+    ``sync`` (from any thread) writes and flushes them; then ``release`` keeps them, or
     ``abort`` cuts them off the segment.  No other objects are written in between, so the
-    caller may index the objects while they are being flushed and commit once ``sync`` is
-    back: the flush and the index work overlap, and the order blob-then-index still holds.
+    caller may index the objects while they are being written and flushed, and commit once
+    ``sync`` is back: the disk work and the index work overlap, and the order
+    blob-then-index still holds.
     """
 
     def __init__(self, infos: list[BlobInfo], appending: Appending) -> None:
@@ -154,7 +155,11 @@ class PendingObjects:
         self._appending = appending
 
     def sync(self) -> None:
-        """Flush to stable storage; ``OutOfResources`` when the disk fails it."""
+        """Write and flush to stable storage; ``OutOfResources`` when the disk fails it."""
+        try:
+            self._appending.write()
+        except OSError as exc:
+            raise _resource_error(exc, "write") from exc
         try:
             self._appending.sync()
         except OSError as exc:
@@ -214,8 +219,9 @@ class FilesystemBlobStore:
         return pending.infos
 
     def begin_objects(self, objects: Sequence[InMemoryObject]) -> PendingObjects:
-        """Write in-memory objects to this process's segment, not yet durable (see
-        ``PendingObjects``); ``OutOfResources`` when the disk refuses them."""
+        """Place in-memory objects in this process's segment, their keys known, to be written
+        and flushed by ``PendingObjects.sync`` (from any thread: another thread can index
+        them meanwhile); ``OutOfResources`` when a new segment cannot be started."""
         try:
             appending = self.segments.begin(
                 [([o.data], bytes.fromhex(o.content_sha256), o.dataset_offset) for o in objects]

@@ -199,14 +199,26 @@ class Appending:
     """Records written to the active segment, waiting to be made durable (see ``begin``)."""
 
     def __init__(
-        self, store: SegmentStore, active: _Active, start: int, end: int, keys: list[str]
+        self,
+        store: SegmentStore,
+        active: _Active,
+        start: int,
+        end: int,
+        keys: list[str],
+        records: list[tuple[Sequence[bytes | bytearray], int]],
     ) -> None:
         self.keys = keys
         self._store = store
         self._active = active
         self._start = start
         self._end = end
+        self._records = records
         self._done = False
+
+    def write(self) -> None:
+        """Write the records (``OSError`` when the disk refuses them)."""
+        for parts, position in self._records:
+            _pwrite_all(self._active.fd, parts, position)
 
     def sync(self) -> None:
         """Flush the records to stable storage (``OSError`` when the disk says no)."""
@@ -255,6 +267,7 @@ class SegmentStore:
         """
         pending = self.begin(payloads)
         try:
+            pending.write()
             pending.sync()
         except OSError:
             pending.abort()
@@ -263,9 +276,10 @@ class SegmentStore:
         return pending.keys
 
     def begin(self, payloads: Sequence[Payload]) -> Appending:
-        """Write one record per payload, not yet durable: the caller syncs them (``sync``,
-        from any thread), then ``release``s the segment or ``abort``s, which cuts the records
-        off again.  Until then no other append can start."""
+        """Place one record per payload at the end of the active segment and return them,
+        keys known, to be written and synced (``write`` then ``sync``, from any thread), then
+        ``release``d, or ``abort``ed, which cuts them off again.  Until then no other append
+        can start."""
         self._lock.acquire()
         try:
             size = sum(sum(map(len, parts)) + HEADER.size for parts, _, _ in payloads)
@@ -273,22 +287,17 @@ class SegmentStore:
             start = active.end
             active.reserve(start + size)
             keys: list[str] = []
-            try:
-                position = start
-                for parts, digest, dataset_offset in payloads:
-                    length = sum(map(len, parts))
-                    header = encode_header(length, digest, dataset_offset)
-                    _pwrite_all(active.fd, [header, *parts], position)
-                    keys.append(str(SegmentKey(active.name, position + HEADER.size, length)))
-                    position += HEADER.size + length
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(active.fd, start)
-                raise
+            records: list[tuple[Sequence[bytes | bytearray], int]] = []
+            position = start
+            for parts, digest, dataset_offset in payloads:
+                length = sum(map(len, parts))
+                records.append(([encode_header(length, digest, dataset_offset), *parts], position))
+                keys.append(str(SegmentKey(active.name, position + HEADER.size, length)))
+                position += HEADER.size + length
         except BaseException:
             self._lock.release()
             raise
-        return Appending(self, active, start, position, keys)
+        return Appending(self, active, start, position, keys, records)
 
     def _writable(self, size: int) -> _Active:
         active = self._active
