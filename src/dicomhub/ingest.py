@@ -48,6 +48,9 @@ from dicomhub.storage.base import (
 from dicomhub.storage.segments import SegmentKey, is_segment_key
 
 LOG = logging.getLogger(__name__)
+WRITE_HERE = 1 << 20
+"""A batch whose objects total at most this is written by the committing thread; a larger one
+by the flushing thread, while the committing thread indexes it."""
 POSITION_INTERVAL = 1.0
 """Seconds between two records of a segment's indexed position."""
 
@@ -262,8 +265,7 @@ class Ingest:
                 for p in in_memory:
                     outcomes[id(p)] = exc
             else:
-                for p, blob in zip(in_memory, pending.infos, strict=True):
-                    p.blob = blob
+                pending = self._write_small(pending, in_memory, outcomes)
         ready = [p for p in batch if id(p) not in outcomes and p.blob is not None]
         if pending is None:
             indexed = self._index(ready)
@@ -284,6 +286,27 @@ class Ingest:
         for p, added in zip(ready, indexed, strict=True):
             outcomes[id(p)] = self._settle(p, added)
         return [outcomes[id(p)] for p in batch]
+
+    def _write_small(
+        self,
+        pending: PendingBlobs,
+        in_memory: list[Prepared],
+        outcomes: dict[int, StoreResult | DicomhubError],
+    ) -> PendingBlobs | None:
+        """Give the placed objects their blobs, and write a small batch here (not worth a
+        hand-over of its bytes to the flushing thread); None when the write failed."""
+        if sum(len(p.memory.data) for p in in_memory if p.memory) <= WRITE_HERE:
+            try:
+                pending.write()
+            except DicomhubError as exc:
+                pending.abort()
+                LOG.error("storing %d objects failed: %s", len(in_memory), exc)
+                for p in in_memory:
+                    outcomes[id(p)] = exc
+                return None
+        for p, blob in zip(in_memory, pending.infos, strict=True):
+            p.blob = blob
+        return pending
 
     def _index(
         self, ready: list[Prepared], before_commit: Callable[[], object] | None = None

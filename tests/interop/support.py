@@ -570,9 +570,14 @@ class Hub:
         """Stop the server with SIGTERM (by PID); its exit code.  When the server runs under
         a wrapper (strace), the server itself is stopped first, so it ends cleanly and the
         wrapper with it."""
-        for child in children_of(self.process.pid):
+        children = children_of(self.process.pid)
+        for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
+        gone = wait_until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 30)
+        for child in children if not gone else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         return stop_process(self.process)
 
     # Index and blobs --------------------------------------------------------------------

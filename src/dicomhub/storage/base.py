@@ -66,12 +66,17 @@ def data_set_sha256(data: bytes | bytearray, dataset_offset: int) -> str:
 
 
 class PendingBlobs(Protocol):
-    """Blobs written but not yet durable: ``sync``, then ``release`` (or ``abort``)."""
+    """Blobs placed but not yet durable: ``sync``, then ``release`` (or ``abort``)."""
 
     infos: list[BlobInfo]
 
+    def write(self) -> None:
+        """Write them without waiting for stable storage; raises when the storage fails."""
+        ...
+
     def sync(self) -> None:
-        """Make them durable (from any thread); raises when the storage fails."""
+        """Write them if not yet done and make them durable (from any thread); raises when
+        the storage fails."""
         ...
 
     def release(self) -> None:

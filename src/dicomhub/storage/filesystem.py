@@ -153,13 +153,20 @@ class PendingObjects:
     def __init__(self, infos: list[BlobInfo], appending: Appending) -> None:
         self.infos = infos
         self._appending = appending
+        self._written = False
+
+    def write(self) -> None:
+        """Write them, not yet durably (``sync`` does it if nobody did)."""
+        if not self._written:
+            try:
+                self._appending.write()
+            except OSError as exc:
+                raise _resource_error(exc, "write") from exc
+            self._written = True
 
     def sync(self) -> None:
         """Write and flush to stable storage; ``OutOfResources`` when the disk fails it."""
-        try:
-            self._appending.write()
-        except OSError as exc:
-            raise _resource_error(exc, "write") from exc
+        self.write()
         try:
             self._appending.sync()
         except OSError as exc:

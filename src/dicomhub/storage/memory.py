@@ -16,6 +16,9 @@ class _Pending:
         self.infos = infos
         self._store = store
 
+    def write(self) -> None:
+        """Nothing to write: the copies are held already."""
+
     def sync(self) -> None:
         """Nothing to flush in memory."""
 
