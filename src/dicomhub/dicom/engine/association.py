@@ -1053,18 +1053,33 @@ class Association:
         **counts: Any,
     ) -> None:
         request = message.command
-        command = cmd.encode_command(
-            AffectedSOPClassUID=request.get("AffectedSOPClassUID")
-            or request.get("RequestedSOPClassUID"),
-            CommandField=command_field,
-            MessageIDBeingRespondedTo=request.get("MessageID"),
-            CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
-            Status=status,
-            AffectedSOPInstanceUID=request.get("AffectedSOPInstanceUID")
-            or request.get("RequestedSOPInstanceUID"),
-            ErrorComment=comment,
-            **counts,
-        )
+        if (
+            command_field == cmd.C_STORE_RSP
+            and comment is None
+            and data is None
+            and not counts
+            and request.get("AffectedSOPClassUID")
+            and request.get("AffectedSOPInstanceUID")
+        ):
+            command = cmd.store_response(
+                str(request.get("AffectedSOPClassUID") or ""),
+                int(request.get("MessageID") or 0),
+                status,
+                str(request.get("AffectedSOPInstanceUID") or ""),
+            )
+        else:
+            command = cmd.encode_command(
+                AffectedSOPClassUID=request.get("AffectedSOPClassUID")
+                or request.get("RequestedSOPClassUID"),
+                CommandField=command_field,
+                MessageIDBeingRespondedTo=request.get("MessageID"),
+                CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
+                Status=status,
+                AffectedSOPInstanceUID=request.get("AffectedSOPInstanceUID")
+                or request.get("RequestedSOPInstanceUID"),
+                ErrorComment=comment,
+                **counts,
+            )
         context_id = message.context.context_id
         for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
             self.stream.write(chunk)
