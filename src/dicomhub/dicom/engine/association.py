@@ -72,11 +72,11 @@ MAX_PENDING = 8
 STREAM_WINDOW = 8
 """Responses of a C-FIND, C-MOVE or C-GET that may wait to be sent."""
 QUEUED_MEMORY_LIMIT = 16 << 20
+"""Bytes of received objects an association may hold in memory while they wait their turn."""
 HASH_APART = 256 << 10
 """An object received in memory by a busy loop and larger than this is hashed by the
 engine's hashing threads while it is parsed and queued (hashlib runs without the GIL), not
 by the group commit's thread when its batch comes."""
-"""Bytes of received objects an association may hold in memory while they wait their turn."""
 
 
 @dataclass
@@ -1053,33 +1053,18 @@ class Association:
         **counts: Any,
     ) -> None:
         request = message.command
-        if (
-            command_field == cmd.C_STORE_RSP
-            and comment is None
-            and data is None
-            and not counts
-            and request.get("AffectedSOPClassUID")
-            and request.get("AffectedSOPInstanceUID")
-        ):
-            command = cmd.store_response(
-                str(request.get("AffectedSOPClassUID") or ""),
-                int(request.get("MessageID") or 0),
-                status,
-                str(request.get("AffectedSOPInstanceUID") or ""),
-            )
-        else:
-            command = cmd.encode_command(
-                AffectedSOPClassUID=request.get("AffectedSOPClassUID")
-                or request.get("RequestedSOPClassUID"),
-                CommandField=command_field,
-                MessageIDBeingRespondedTo=request.get("MessageID"),
-                CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
-                Status=status,
-                AffectedSOPInstanceUID=request.get("AffectedSOPInstanceUID")
-                or request.get("RequestedSOPInstanceUID"),
-                ErrorComment=comment,
-                **counts,
-            )
+        command = cmd.encode_command(
+            AffectedSOPClassUID=request.get("AffectedSOPClassUID")
+            or request.get("RequestedSOPClassUID"),
+            CommandField=command_field,
+            MessageIDBeingRespondedTo=request.get("MessageID"),
+            CommandDataSetType=cmd.DATA_SET_PRESENT if data is not None else cmd.NO_DATA_SET,
+            Status=status,
+            AffectedSOPInstanceUID=request.get("AffectedSOPInstanceUID")
+            or request.get("RequestedSOPInstanceUID"),
+            ErrorComment=comment,
+            **counts,
+        )
         context_id = message.context.context_id
         for chunk in pdu.p_data(context_id, True, command, self.peer_max_pdu):
             self.stream.write(chunk)

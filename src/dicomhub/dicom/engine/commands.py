@@ -92,33 +92,3 @@ def encode_command(**elements: Any) -> bytes:
                 raw += b"\0" if vr == "UI" else b" "
         body += _ELEMENT.pack(tag >> 16, tag & 0xFFFF, len(raw)) + raw
     return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + bytes(body)
-
-
-def _uid_element(element: int, uid: str) -> bytes:
-    raw = uid.encode("ascii", "replace")
-    if len(raw) % 2:
-        raw += b"\0"
-    return _ELEMENT.pack(0x0000, element, len(raw)) + raw
-
-
-_STORE_RSP_FIELD = _ELEMENT.pack(0x0000, 0x0100, 2) + _INTEGER["US"].pack(C_STORE_RSP)
-_NO_DATA_SET = _ELEMENT.pack(0x0000, 0x0800, 2) + _INTEGER["US"].pack(NO_DATA_SET)
-_US_ELEMENT = struct.Struct("<HHLH")
-
-
-def store_response(
-    sop_class_uid: str, message_id: int, status: int, sop_instance_uid: str
-) -> bytes:
-    """A C-STORE-RSP command set without an ErrorComment: what ``encode_command`` writes for
-    it, built directly (one goes out for every object received)."""
-    body = b"".join(
-        (
-            _uid_element(0x0002, sop_class_uid),
-            _STORE_RSP_FIELD,
-            _US_ELEMENT.pack(0x0000, 0x0120, 2, message_id),
-            _NO_DATA_SET,
-            _US_ELEMENT.pack(0x0000, 0x0900, 2, status),
-            _uid_element(0x1000, sop_instance_uid),
-        )
-    )
-    return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + body
