@@ -220,7 +220,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="DICOM listener processes sharing the port (SO_REUSEPORT, asyncio engine); "
+        description="DICOM listener processes sharing the port (asyncio engine; a new association "
+        "goes to the worker serving the fewest); "
         "max_associations applies to each.",
     )
     case_insensitive_pn: bool = Field(

@@ -1,13 +1,18 @@
-"""Two worker processes on one port (SO_REUSEPORT) sharing one SQLite index and storage."""
+"""Two worker processes on one shared DICOM socket, with one SQLite index and storage."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.factories import make_dataset, write_file
-from tests.interop.support import HubFactory, start_storescu, wait_until
+from tests.interop.support import HubFactory, association, start_storescu, wait_until
+
+VERIFICATION = ("1.2.840.10008.1.1", "1.2.840.10008.1.2.1")
 
 pytestmark = pytest.mark.interop
 
@@ -37,3 +42,19 @@ def test_four_senders_two_workers_nothing_lost(start_hub: HubFactory, tmp_path: 
     assert hub.rows("SELECT number_of_study_related_instances FROM studies")[0][0] == 100
     assert "locked" not in hub.log()
     assert "aborted" not in hub.log() and "lost" not in hub.log()
+
+
+def test_associations_are_spread_evenly_over_the_workers(start_hub: HubFactory) -> None:
+    """Six associations held open at once: each worker serves three (a hash of the peers'
+    ports, as SO_REUSEPORT does it, would often give one worker four or more)."""
+    hub = start_hub({"DICOMHUB_WORKERS": "2"})
+    assert wait_until(lambda: hub.log().count("DICOM listener") == 2, 60), hub.log()
+    listeners = set(re.findall(r"\[(\d+)\] dicomhub\.dicom: DICOM listener", hub.log()))
+    assert len(listeners) == 2, hub.log()
+    with contextlib.ExitStack() as stack:
+        for n in range(6):
+            assoc = stack.enter_context(association(hub, [VERIFICATION], calling_ae=f"HOLD{n}"))
+            assert assoc.send_c_echo().Status == 0x0000
+        served = Counter(re.findall(r"\[(\d+)\] dicomhub\.dicom: association accepted", hub.log()))
+    assert set(served) == listeners, hub.log()
+    assert sorted(served.values()) == [3, 3], served

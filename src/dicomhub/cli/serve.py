@@ -1,9 +1,10 @@
 """``dicomhub serve``: the DICOM listener, optionally in several worker processes, and the HTTP
 server (REST API, DICOMweb, web UI) in the first process.
 
-With ``workers = N`` (N > 1) every process binds the same port with SO_REUSEPORT, so the
-kernel spreads associations over them; they share the index and the storage root, as any
-dicomhub processes may.  ``max_associations`` then applies to each worker.
+With ``workers = N`` (N > 1) the first process binds the DICOM port and hands the socket to
+N - 1 worker processes; a new association goes to the worker serving the fewest
+(``dicom.engine.sharing``).  They share the index and the storage root, as any dicomhub
+processes may.  ``max_associations`` then applies to each worker.
 
 Bound to a network address, the HTTP server requires authentication: ``serve`` refuses to
 start while no HTTP user or token exists (``dicomhub users``).
@@ -14,8 +15,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dicomhub import __version__
@@ -75,14 +78,24 @@ def _http_server(settings: Settings, runtime: Runtime, listener: object) -> Http
     return HttpServer(app, settings.bind, settings.http_port)
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """What a worker shares with the others: the bound DICOM socket and the load array."""
+
+    listener: socket.socket
+    counts: Any
+    slot: int
+
+
 def _listen(
-    settings: Settings, *, migrate_schema: bool, reuse_port: bool, http: bool = True
+    settings: Settings, *, migrate_schema: bool, sharing: Sharing | None, http: bool = True
 ) -> None:
     """Open the runtime, serve until a signal, then stop cleanly."""
     from dicomhub import allocator
     from dicomhub.dicom.bindings import storage_commitment
     from dicomhub.dicom.commitment_reporter import CommitmentReporter
     from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
+    from dicomhub.dicom.engine.sharing import WorkerLoads
     from dicomhub.dicom.forwarder import Forwarder
     from dicomhub.dicom.server import Listener, create_listener
     from dicomhub.hl7.listener import HL7Listener
@@ -101,10 +114,20 @@ def _listen(
             runtime.close()
             raise
     server: Listener = (
-        AsyncioDicomServer(runtime, reuse_port=True) if reuse_port else create_listener(runtime)
+        AsyncioDicomServer(
+            runtime,
+            listener=sharing.listener,
+            loads=WorkerLoads(sharing.counts, sharing.slot),
+        )
+        if sharing is not None
+        else create_listener(runtime)
     )
     forwarder = Forwarder(runtime)
-    hl7 = HL7Listener(runtime, reuse_port=reuse_port) if settings.hl7_port is not None else None
+    hl7 = (
+        HL7Listener(runtime, reuse_port=sharing is not None)
+        if settings.hl7_port is not None
+        else None
+    )
     reporter = CommitmentReporter(storage_commitment(runtime))
     web: HttpServer | None = None
     try:
@@ -146,17 +169,17 @@ def _listen(
         runtime.close()
 
 
-def _worker(values: dict[str, Any]) -> None:
+def _worker(values: dict[str, Any], sharing: Sharing) -> None:
     """Entry point of a worker process (spawned, so it starts clean)."""
     settings = Settings(**values)
     setup_logging(settings.log_level)
-    _listen(settings, migrate_schema=False, reuse_port=True, http=False)
+    _listen(settings, migrate_schema=False, sharing=sharing, http=False)
 
 
 def serve(settings: Settings) -> None:
     """Serve in this process, plus ``settings.workers - 1`` worker processes."""
     if settings.workers <= 1:
-        _listen(settings, migrate_schema=True, reuse_port=False)
+        _listen(settings, migrate_schema=True, sharing=None)
         return
     if settings.engine != "asyncio" or settings.dicom_port == 0:
         raise ValueError("several workers need the asyncio engine and a fixed dicom_port")
@@ -164,16 +187,29 @@ def serve(settings: Settings) -> None:
         open_runtime(settings).close()  # create or upgrade the schema once, before the workers
     except Exception as exc:
         raise StartupError(f"cannot open the index: {exc}") from exc
+    from dicomhub.dicom.engine.sharing import WorkerLoads, shared_listener
+
+    try:
+        listener = shared_listener(settings.bind, settings.dicom_port)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for DICOM on {settings.bind}:{settings.dicom_port}: {exc}"
+        ) from exc
+    counts = WorkerLoads.shared(settings.workers)
     context = multiprocessing.get_context("spawn")
     values = settings.model_dump(mode="json")
     children = [
-        context.Process(target=_worker, args=(values,), name=f"dicomhub-worker-{n}")
+        context.Process(
+            target=_worker,
+            args=(values, Sharing(listener, counts, n)),
+            name=f"dicomhub-worker-{n}",
+        )
         for n in range(1, settings.workers)
     ]
     for child in children:
         child.start()
     try:
-        _listen(settings, migrate_schema=False, reuse_port=True)
+        _listen(settings, migrate_schema=False, sharing=Sharing(listener, counts, 0))
     finally:
         for child in children:
             child.terminate()
