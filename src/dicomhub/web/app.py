@@ -41,8 +41,18 @@ from dicomhub.web.metrics import Metrics, MetricsMiddleware
 UI_DIR = Path(__file__).parent / "ui"
 
 
-def create_app(runtime: Runtime, *, associations: Callable[[], int] | None = None) -> FastAPI:
-    """The app serving ``runtime``; ``associations`` counts open DICOM associations."""
+def create_app(
+    runtime: Runtime,
+    *,
+    associations: Callable[[], int] | None = None,
+    loopback: bool | None = None,
+) -> FastAPI:
+    """The app serving ``runtime``; ``associations`` counts open DICOM associations.
+
+    ``loopback`` says whether the app is served on a loopback address only (None: whether
+    ``runtime.settings.bind`` is one).  Only then is a server with no HTTP user or token open
+    to everyone as admin; on a network address it refuses every request until one exists.
+    """
     app = FastAPI(
         title="dicomhub",
         version=__version__,
@@ -51,7 +61,9 @@ def create_app(runtime: Runtime, *, associations: Callable[[], int] | None = Non
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    context = WebContext.build(runtime, associations=associations)
+    if loopback is None:
+        loopback = runtime.settings.is_loopback
+    context = WebContext.build(runtime, loopback=loopback, associations=associations)
     metrics = Metrics(context)
     app.state.context = context
     app.state.metrics = metrics
