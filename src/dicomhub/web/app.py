@@ -2,10 +2,11 @@
 
 Built once by ``dicomhub serve`` from the runtime (the same index, blob store and ingest path
 as the DICOM listener).  Middleware, outermost first: metrics (counts every answer), body
-limits (413 before anything is spooled), authentication (401/403, see ``web.auth``).  The
-OpenAPI description is at ``/openapi.json``; no documentation page is served, since those pull
-scripts from the internet.  The web UI is static files from the package (``web/ui``), served
-at ``/ui/``.
+limits (413 before anything is spooled), authentication (401/403, see ``web.auth``).  Every
+route depends on ``web.paths.check_path``: UIDs and Patient IDs in paths are checked (400)
+before the route runs.  The OpenAPI description is at ``/openapi.json``; no documentation page
+is served, since those pull scripts from the internet.  The web UI is static files from the
+package (``web/ui``), served at ``/ui/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -37,6 +38,7 @@ from dicomhub.web.context import WebContext
 from dicomhub.web.dicomweb import qido, stow, wado, wado_uri
 from dicomhub.web.limits import BodyLimitMiddleware
 from dicomhub.web.metrics import Metrics, MetricsMiddleware
+from dicomhub.web.paths import check_path
 
 UI_DIR = Path(__file__).parent / "ui"
 
@@ -60,6 +62,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        dependencies=[Depends(check_path)],
     )
     if loopback is None:
         loopback = runtime.settings.is_loopback

@@ -88,6 +88,11 @@ def test_send_find_and_get(peer: tuple[Listener, Runtime], web: Web, client: htt
         copy = peer_runtime.repository.get_instance(instance.sop_instance_uid)
         assert copy is not None and copy.content_sha256 == instance.content_sha256
     assert client.post("/api/peers/archive/send", json={"uids": ["1.2.3"]}).status_code == 404
+    for listed in (f"{study}\\{study}", "1.2.*", "1.2.?"):
+        refused = client.post("/api/peers/archive/send", json={"uids": [listed]})
+        assert refused.status_code == 400
+        assert f'The UID to send "{listed}" is not a valid UID' in refused.json()["error"]
+    assert peer_runtime.repository.count_instances() == 2
 
     found = client.post(
         "/api/peers/archive/find",

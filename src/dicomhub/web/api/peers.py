@@ -30,6 +30,7 @@ from dicomhub.index.attributes import Level
 from dicomhub.index.repository import StoredInstance
 from dicomhub.web.context import WebContext, actor, context
 from dicomhub.web.listing import identifier
+from dicomhub.web.paths import checked_uid
 
 LOG = logging.getLogger("dicomhub.web")
 router = APIRouter(prefix="/api/peers", tags=["Peers"])
@@ -140,7 +141,7 @@ class SendBody(BaseModel):
 def _selected(ctx: WebContext, uids: list[str]) -> list[StoredInstance]:
     found: dict[str, StoredInstance] = {}
     for uid in uids:
-        matched = ctx.locator.by_uid(uid.strip())
+        matched = ctx.locator.by_uid(checked_uid(uid.strip(), "UID to send"))
         if not matched:
             raise NoSuchResource(f"No stored study, series or instance has the UID {uid}.")
         found.update((i.sop_instance_uid, i) for i in matched)
