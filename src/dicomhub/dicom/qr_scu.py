@@ -21,6 +21,8 @@ from pynetdicom.presentation import StoragePresentationContexts
 from dicomhub.config import PeerConfig, Settings
 from dicomhub.conformance import (
     ALL_TRANSFER_SYNTAXES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
@@ -32,7 +34,6 @@ from dicomhub.conformance import (
 )
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine.filemeta import part10_prefix
-from dicomhub.dicom.engine.negotiation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from dicomhub.dicom.scu import Association, Message, OutboundContext, Sink
 from dicomhub.errors import CannotUnderstand, DicomhubError, PeerRefused, PeerUnavailable
 from dicomhub.header import KnownMeta
