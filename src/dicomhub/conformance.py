@@ -2,6 +2,8 @@
 
 It drives presentation-context negotiation (``dicom.server``) and generates the conformance
 statement ``docs/conformance.md`` (``dicomhub conformance``); a test fails when the two drift.
+The implementation's identity (Implementation Class UID and Version Name) is defined here too,
+for the network engine and the web alike.
 """
 
 from __future__ import annotations
@@ -9,11 +11,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from pydicom.uid import UID, AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes, generate_uid
 from pynetdicom.sop_class import _STORAGE_CLASSES
 
+from dicomhub import __version__
 from dicomhub.config import Service
 from dicomhub.errors import OUTCOMES
+
+IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomhub implementation class"])
+"""dicomhub's Implementation Class UID: in association requests and acceptances, and in the
+file meta of the Part 10 objects it writes (received over the network, transcoded for the
+web)."""
+IMPLEMENTATION_VERSION = f"DICOMHUB_{__version__.replace('.', '')}"[:16]
+"""dicomhub's Implementation Version Name (SH, at most 16 characters), sent with the UID."""
 
 UNCOMPRESSED = (
     UID("1.2.840.10008.1.2"),  # Implicit VR Little Endian

@@ -119,6 +119,23 @@ class PeerUnavailable(DicomhubError):
     summary = "refused: unable to perform sub-operations"
 
 
+class PeerRefused(DicomhubError):
+    """A peer answered a request (a C-FIND, say) with a failure status.
+
+    ``dimse_status`` is the peer's status, not one of dicomhub's: dicomhub never sends it to a
+    DICOM peer of its own, so it is not in ``OUTCOMES``.  Over HTTP it is 502, as for a peer
+    that cannot be reached.  Unlike ``PeerUnavailable`` it is not worth retrying: the peer
+    was reached and said no.
+    """
+
+    http_status = 502
+    summary = "failure: refused by the peer"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.dimse_status = status
+
+
 class CannotTranscode(DicomhubError):
     """No transfer syntax the receiver accepts can be produced from the stored object."""
 

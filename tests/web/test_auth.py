@@ -2,22 +2,29 @@
 
 With one credential stored, every route but ``/api/health`` answers 401 without credentials
 (with a challenge), a read token gets 403 on every route that changes something (any method
-but GET/HEAD/OPTIONS), and an admin token passes the gate everywhere.  The routes are taken
-from the app itself, so a route added later is tested too.
+but GET/HEAD/OPTIONS), and an admin token passes the gate everywhere.  With none stored, a
+server on loopback is open and one on a network address refuses everything.  The routes are
+taken from the app itself, so a route added later is tested too.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from dicomhub.index.credentials import CredentialRepository, Role
+from dicomhub.index.credentials import CredentialRepository, Kind, Role
+from dicomhub.runtime import Runtime
+from dicomhub.web.app import create_app
+from dicomhub.web.auth import NO_CREDENTIALS
+from dicomhub.web.server import HttpServer
 from tests.web.conftest import Web
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -171,3 +178,63 @@ def test_bad_names_are_refused(web: Web, name: str) -> None:
 
     with pytest.raises(InvalidRequest):
         CredentialRepository(web.runtime.db).add_token(name, Role.READ)
+
+
+@pytest.fixture
+def network_web(runtime: Runtime, tmp_path: Path) -> Iterator[Web]:
+    """The app as ``dicomhub serve`` builds it for a network address (served on loopback)."""
+    server = HttpServer(create_app(runtime, loopback=False), "127.0.0.1", 0)
+    server.start()
+    try:
+        yield Web(runtime, server, tmp_path)
+    finally:
+        server.stop()
+
+
+def test_network_server_without_credentials_refuses_everyone(
+    network_web: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    with network_web.client() as http, caplog.at_level(logging.WARNING, "dicomhub.web"):
+        assert http.get("/api/health").status_code == 200
+        for method, path in _routes(network_web):
+            if path == "/api/health":
+                continue
+            answer = http.request(method, path)
+            assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
+            if method != "HEAD":
+                assert answer.json() == {"error": NO_CREDENTIALS, "status": 401}
+        deleted = http.delete("/api/studies/1.2.3")
+        assert deleted.status_code == 401
+    refusals = [r for r in caplog.records if "no HTTP user or token exists" in r.message]
+    assert len(refusals) == 1  # once when it starts, not on every request
+
+
+def test_network_server_closes_again_when_the_last_credential_goes(network_web: Web) -> None:
+    token = network_web.token("boss", Role.ADMIN)
+    with network_web.client() as http:
+        signed = {"Authorization": f"Bearer {token}"}
+        assert http.get("/api/whoami", headers=signed).json()["role"] == "admin"
+        assert http.get("/api/studies").status_code == 401
+        assert CredentialRepository(network_web.runtime.db).remove(Kind.TOKEN, "boss", force=True)
+        network_web.server.app.state.context.authenticator.forget()
+        for headers in ({}, signed):
+            refused = http.get("/api/studies", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"] == NO_CREDENTIALS
+        assert http.get("/api/health").status_code == 200
+
+
+def test_loopback_server_is_open_only_while_no_credential_exists(web: Web) -> None:
+    authenticator = web.server.app.state.context.authenticator
+    assert authenticator.anonymous_admin is True
+    with web.client() as http:
+        assert http.get("/api/whoami").json()["kind"] == "anonymous"
+        web.token("reader", Role.READ)
+        assert http.get("/api/whoami").status_code == 401
+
+
+def test_app_follows_the_configured_bind(runtime: Runtime) -> None:
+    assert create_app(runtime).state.context.authenticator.anonymous_admin is True
+    runtime.settings.bind = "0.0.0.0"
+    assert create_app(runtime).state.context.authenticator.anonymous_admin is False
+    assert create_app(runtime, loopback=True).state.context.authenticator.anonymous_admin

@@ -7,7 +7,8 @@ N - 1 worker processes; a new association goes to the worker serving the fewest
 processes may.  ``max_associations`` then applies to each worker.
 
 Bound to a network address, the HTTP server requires authentication: ``serve`` refuses to
-start while no HTTP user or token exists (``dicomhub users``).
+start while no HTTP user or token exists (``dicomhub users``), and should the last one be
+removed while it runs, the HTTP server refuses every request until one is created again.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def _http_server(settings: Settings, runtime: Runtime, listener: object) -> Http
     from dicomhub.web.app import create_app
     from dicomhub.web.server import HttpServer
 
-    app = create_app(runtime, associations=_active_associations(listener))
+    app = create_app(
+        runtime, associations=_active_associations(listener), loopback=settings.is_loopback
+    )
     return HttpServer(app, settings.bind, settings.http_port)
 
 

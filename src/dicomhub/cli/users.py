@@ -4,7 +4,8 @@ Users sign in with a name and password (HTTP Basic), tokens are sent as
 ``Authorization: Bearer TOKEN``; each is ``read`` (look) or ``admin`` (also change).  They are
 kept in the index database (passwords as scrypt hashes, tokens as SHA-256), so every dicomhub
 process on it checks the same ones, at once.  As soon as one exists, every HTTP request but
-``/api/health`` must authenticate; a server bound to a network address needs one to start.
+``/api/health`` must authenticate; a server bound to a network address needs one to start, and
+refuses every request while none exists.  The last admin is removed only with ``--force``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dicomhub.errors import DicomhubError
-from dicomhub.index.credentials import CredentialRepository, Kind, Role
+from dicomhub.index.credentials import CredentialRepository, Kind, LastAdmin, Role
 
 if TYPE_CHECKING:
     from dicomhub.runtime import Runtime
@@ -121,8 +122,8 @@ def users_list() -> None:
     console = Console()
     if not credentials:
         console.print(
-            "no HTTP users or tokens: the HTTP server is open on loopback and refuses to "
-            "start on a network address",
+            "no HTTP users or tokens: the HTTP server is open on loopback, and refuses to "
+            "start (or, running, refuses every request) on a network address",
             markup=False,
         )
         return
@@ -141,12 +142,22 @@ def users_list() -> None:
 def users_remove(
     name: Annotated[str, typer.Argument(help="User or token name.")],
     token: Annotated[bool, typer.Option("--token", help="Remove the token of this name.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even if it is the last admin.")
+    ] = False,
 ) -> None:
-    """Remove a user (or, with --token, a token)."""
+    """Remove a user (or, with --token, a token); the last admin only with --force."""
     kind = Kind.TOKEN if token else Kind.USER
     runtime = _open()
     try:
-        removed = CredentialRepository(runtime.db).remove(kind, name)
+        removed = CredentialRepository(runtime.db).remove(kind, name, force=force)
+    except LastAdmin as exc:
+        typer.echo(
+            f"error: {exc}.  Add another admin first (dicomhub users add NAME --role admin), "
+            "or remove it anyway with --force.",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
     finally:
         runtime.close()
     if not removed:

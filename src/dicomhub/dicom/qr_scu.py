@@ -21,6 +21,8 @@ from pynetdicom.presentation import StoragePresentationContexts
 from dicomhub.config import PeerConfig, Settings
 from dicomhub.conformance import (
     ALL_TRANSFER_SYNTAXES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
@@ -32,9 +34,8 @@ from dicomhub.conformance import (
 )
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine.filemeta import part10_prefix
-from dicomhub.dicom.engine.negotiation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from dicomhub.dicom.scu import Association, Message, OutboundContext, Sink
-from dicomhub.errors import CannotUnderstand, DicomhubError, PeerUnavailable
+from dicomhub.errors import CannotUnderstand, DicomhubError, PeerRefused, PeerUnavailable
 from dicomhub.header import KnownMeta
 from dicomhub.ingest import Ingest, IngestRequest
 from dicomhub.storage.filesystem import FilesystemBlobStore
@@ -78,7 +79,7 @@ def echo(settings: Settings, peer: PeerConfig) -> tuple[int, float]:
 def find(
     settings: Settings, peer: PeerConfig, identifier: Dataset, *, patient_root: bool = False
 ) -> Iterator[Dataset]:
-    """C-FIND; yields the matches; raises a ``DicomhubError`` for a failure status."""
+    """C-FIND; yields the matches; raises ``PeerRefused`` for a failure status."""
     sop_class = str(PATIENT_ROOT_FIND if patient_root else STUDY_ROOT_FIND)
     with Association(settings, peer, [(sop_class, _SYNTAXES)]) as association:
         context = association.context_for(sop_class)
@@ -273,9 +274,8 @@ def _decode(data: bytes, context: OutboundContext) -> Dataset:
 
 
 def _raise_for(message: Message, what: str) -> None:
+    """Nothing for a final Success; ``PeerRefused`` with the peer's status otherwise."""
     if message.status == 0x0000:
         return
     comment = str(message.command.get("ErrorComment") or "")
-    error = DicomhubError(f"{what} failed: 0x{message.status:04X} {comment}".strip())
-    error.dimse_status = message.status
-    raise error
+    raise PeerRefused(f"{what} failed: 0x{message.status:04X} {comment}".strip(), message.status)

@@ -31,13 +31,10 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext
 
 from dicomhub.config import PeerConfig, Settings
+from dicomhub.conformance import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
-from dicomhub.dicom.engine.negotiation import (
-    APPLICATION_CONTEXT,
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION,
-)
+from dicomhub.dicom.engine.negotiation import APPLICATION_CONTEXT
 from dicomhub.dicom.sending import Outgoing, SubOperation, pairs_of, prepare, proposals
 from dicomhub.errors import DicomhubError, PeerUnavailable
 from dicomhub.index.repository import StoredInstance

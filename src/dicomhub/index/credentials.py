@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from dicomhub.errors import InvalidRequest, ResourceConflict
@@ -46,6 +46,10 @@ class Kind(StrEnum):
 
     USER = "user"
     TOKEN = "token"  # noqa: S105 (a kind, not a secret)
+
+
+class LastAdmin(ResourceConflict):
+    """Removing this credential would leave no admin user or token."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ class CredentialRepository:
 
     def count(self) -> int:
         """Number of users and tokens (0: nothing to authenticate against)."""
-        return len(self.all())
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
     def add_user(self, name: str, password: str, role: Role) -> Credential:
         """A new user; ``ResourceConflict`` when the name is taken."""
@@ -152,11 +157,29 @@ class CredentialRepository:
             )
             return bool(result.rowcount)
 
-    def remove(self, kind: Kind, name: str) -> bool:
-        """Remove a user or token; False when there was none."""
+    def remove(self, kind: Kind, name: str, *, force: bool = False) -> bool:
+        """Remove a user or token; False when there was none.
+
+        The last admin (user or token) is kept unless ``force``: ``LastAdmin`` says why.
+        Without an admin nobody can change anything over HTTP, and without any credential a
+        server bound to a network address refuses every request.  The admins are read and
+        locked in the deleting transaction, so two removals at once cannot both pass.
+        """
+        kind = Kind(kind)
         with self.db.write() as conn:
+            admins = conn.execute(
+                select(table.c.kind, table.c.name)
+                .where(table.c.role == Role.ADMIN.value)
+                .with_for_update()
+            ).all()
+            if not force and [(Kind(row.kind), row.name) for row in admins] == [(kind, name)]:
+                raise LastAdmin(
+                    f"{kind.value} {name} is the last admin: without an admin user or token "
+                    "nobody can change anything over HTTP, and without any user or token a "
+                    "server on a network address refuses every HTTP request"
+                )
             result = conn.execute(
-                delete(table).where(table.c.kind == Kind(kind).value, table.c.name == name)
+                delete(table).where(table.c.kind == kind.value, table.c.name == name)
             )
             return bool(result.rowcount)
 

@@ -1,8 +1,11 @@
 """Who is calling over HTTP, and whether they may: an ASGI middleware in front of every route.
 
-Authentication is on as soon as one HTTP user or token exists (``dicomhub users``); without
-any, every request is served as admin, which ``dicomhub serve`` allows on loopback only.  With
-authentication on:
+Authentication is on as soon as one HTTP user or token exists (``dicomhub users``).  Without
+any, a server bound to loopback serves every request as admin (usable at once, on the machine
+itself); a server bound to a network address answers every request but ``/api/health`` with
+401 until a user or token is created.  ``dicomhub serve`` refuses to start on a network address
+without one, but the last one may be removed while the server runs: it then closes rather than
+opening the archive to everyone.  With authentication on:
 
 * ``/api/health`` is the only route open to anyone (load balancers and monitors use it);
 * every other request needs HTTP Basic credentials of a user or a Bearer token: 401 with a
@@ -31,6 +34,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -74,11 +78,25 @@ class Principal:
 ANONYMOUS = Principal("anonymous", Role.ADMIN, "anonymous")
 
 
-class Authenticator:
-    """Checks credentials against the stored users and tokens."""
+NO_CREDENTIALS = (
+    "This server is bound to a network address and has no HTTP user or token, so it refuses "
+    "every request: an administrator must create one (`dicomhub users add NAME --role admin`)."
+)
+"""The answer to every request of a network-bound server whose last credential was removed."""
 
-    def __init__(self, repository: CredentialRepository) -> None:
+
+class Authenticator:
+    """Checks credentials against the stored users and tokens.
+
+    ``anonymous_admin`` says what happens while none is stored: True (a server bound to
+    loopback) serves every request as admin, False (bound to a network address) refuses them.
+    """
+
+    def __init__(self, repository: CredentialRepository, *, anonymous_admin: bool) -> None:
         self.repository = repository
+        self.anonymous_admin = anonymous_admin
+        self._refusing = False
+        """Whether the last request was refused for want of any credential (logged once)."""
         self._lock = threading.Lock()
         self._loaded: tuple[float, list[Credential]] | None = None
         self._verified: dict[str, tuple[float, str]] = {}
@@ -100,14 +118,21 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        """Whether requests must authenticate (some user or token exists)."""
-        return bool(self.credentials())
+        """Whether requests must authenticate: some user or token exists, or the server is
+        on a network address (where nobody is let in without one)."""
+        return bool(self.credentials()) or not self.anonymous_admin
 
     def authenticate(self, authorization: str) -> Principal:
         """The principal of an ``Authorization`` header; raises ``AuthenticationRequired``."""
         credentials = self.credentials()
         if not credentials:
-            return ANONYMOUS
+            if self.anonymous_admin:
+                return ANONYMOUS
+            self._refuse_everyone()
+        elif self._refusing:
+            with self._lock:
+                self._refusing = False
+            LOG.warning("HTTP users or tokens exist again: requests are authenticated")
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer" and value.strip():
@@ -117,6 +142,19 @@ class Authenticator:
         raise AuthenticationRequired(
             "Sign in: this server needs a user name and password, or a token."
         )
+
+    def _refuse_everyone(self) -> NoReturn:
+        """Refuse a request while a network-bound server has no credential (logged once,
+        when it starts to happen, not on every request)."""
+        with self._lock:
+            first, self._refusing = not self._refusing, True
+        if first:
+            LOG.error(
+                "no HTTP user or token exists and the server is bound to a network address: "
+                "every HTTP request but /api/health is refused with 401 until one is created "
+                "(dicomhub users add NAME --role admin)"
+            )
+        raise AuthenticationRequired(NO_CREDENTIALS)
 
     def _token(self, credentials: list[Credential], token: str) -> Principal:
         presented = hash_token(token)

@@ -33,12 +33,17 @@ class WebContext:
 
     @classmethod
     def build(
-        cls, runtime: Runtime, *, associations: Callable[[], int] | None = None
+        cls,
+        runtime: Runtime,
+        *,
+        loopback: bool,
+        associations: Callable[[], int] | None = None,
     ) -> WebContext:
-        """Everything from the runtime."""
+        """Everything from the runtime; ``loopback`` says whether the HTTP server is bound to
+        loopback only (then, with no user or token stored, everyone is admin)."""
         return cls(
             runtime=runtime,
-            authenticator=Authenticator(CredentialRepository(runtime.db)),
+            authenticator=Authenticator(CredentialRepository(runtime.db), anonymous_admin=loopback),
             worklist=WorklistRepository(runtime.db),
             mpps=MppsRepository(runtime.db),
             commitments=runtime.commitments,

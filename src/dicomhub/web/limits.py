@@ -4,10 +4,16 @@ Uploads (STOW-RS, ``POST /api/instances``) may be as large as ``http_max_upload`
 body (JSON) at most ``JSON_LIMIT``.  A declared Content-Length over the limit is refused before
 anything is read; a chunked body is counted as it arrives and refused when it passes the limit
 (the route then discards what it had spooled).  Either way the answer is 413.
+
+A chunked body is refused by raising ``RequestTooLarge`` from ``receive``, in whatever code is
+reading the body.  Not every reader lets it through: FastAPI turns any failure while it reads
+a JSON body into its own 400.  So the middleware also watches the answer: once the body has
+passed the limit, a response the app then starts with another status is replaced by the 413.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomhub.errors import RequestTooLarge
 from dicomhub.web.problems import error_response
 
+LOG = logging.getLogger("dicomhub.web")
 JSON_LIMIT = 1 << 20
 UPLOAD_PATHS = re.compile(r"^/(dicom-web/studies(/[^/]+)?|api/instances)/?$")
 
@@ -52,17 +59,36 @@ class BodyLimitMiddleware:
             await error_response(error)(scope, receive, send)
             return
         received = 0
+        refused: RequestTooLarge | None = None
+        started = False
+        replaced = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise RequestTooLarge(
+                    refused = RequestTooLarge(
                         f"The request is larger than the {_describe(limit)} this server "
                         "takes here; nothing of it was kept."
                     )
+                    raise refused
             return message
 
-        await self.app(scope, counted, send)
+        async def answer(message: Message) -> None:
+            nonlocal started, replaced
+            if message["type"] == "http.response.start":
+                if refused is not None and not started and message.get("status") != 413:
+                    # whatever the body's reader made of the refusal, the answer is the 413
+                    replaced = started = True
+                    LOG.warning(
+                        "%s %s: 413 %s", scope.get("method", ""), scope.get("path", ""), refused
+                    )
+                    await error_response(refused)(scope, receive, send)
+                    return
+                started = True
+            if not replaced:
+                await send(message)
+
+        await self.app(scope, counted, answer)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomhub.dicom.engine.negotiation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
+from dicomhub.conformance import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from dicomhub.errors import NoSuchResource
 from dicomhub.imaging.part10 import part10_object
 from dicomhub.imaging.transcode import transcode

@@ -8,6 +8,7 @@ from dicomhub.errors import InvalidRequest, ResourceConflict
 from dicomhub.index.credentials import (
     CredentialRepository,
     Kind,
+    LastAdmin,
     Role,
     hash_password,
     hash_token,
@@ -47,3 +48,20 @@ def test_repository(runtime: Runtime) -> None:
     assert repository.remove(Kind.TOKEN, "ci")
     assert not repository.remove(Kind.TOKEN, "ci")
     assert repository.count() == 1
+
+
+def test_the_last_admin_is_kept_unless_forced(runtime: Runtime) -> None:
+    repository = CredentialRepository(runtime.db)
+    repository.add_user("jane", "long enough", Role.ADMIN)
+    repository.add_user("joe", "long enough", Role.READ)
+    with pytest.raises(LastAdmin, match="user jane is the last admin"):
+        repository.remove(Kind.USER, "jane")
+    assert repository.count() == 2
+    repository.add_token("ci", Role.ADMIN)
+    assert repository.remove(Kind.USER, "jane")
+    with pytest.raises(LastAdmin, match="token ci is the last admin"):
+        repository.remove(Kind.TOKEN, "ci")
+    assert not repository.remove(Kind.USER, "ci")  # a user of that name does not exist
+    assert repository.remove(Kind.USER, "joe")
+    assert repository.remove(Kind.TOKEN, "ci", force=True)
+    assert repository.count() == 0

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydicom.dataset import Dataset
 
 from dicomhub.config import Settings
+from dicomhub.dicom import qr_scu
 from dicomhub.dicom.server import Listener, create_listener
+from dicomhub.errors import PeerRefused
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset
 from tests.interop.support import free_port
@@ -88,6 +91,11 @@ def test_send_find_and_get(peer: tuple[Listener, Runtime], web: Web, client: htt
         copy = peer_runtime.repository.get_instance(instance.sop_instance_uid)
         assert copy is not None and copy.content_sha256 == instance.content_sha256
     assert client.post("/api/peers/archive/send", json={"uids": ["1.2.3"]}).status_code == 404
+    for listed in (f"{study}\\{study}", "1.2.*", "1.2.?"):
+        refused = client.post("/api/peers/archive/send", json={"uids": [listed]})
+        assert refused.status_code == 400
+        assert f'The UID to send "{listed}" is not a valid UID' in refused.json()["error"]
+    assert peer_runtime.repository.count_instances() == 2
 
     found = client.post(
         "/api/peers/archive/find",
@@ -106,3 +114,23 @@ def test_send_find_and_get(peer: tuple[Listener, Runtime], web: Web, client: htt
     assert web.runtime.repository.count_instances() == 2
     bad_level = client.post("/api/peers/archive/find", json={"level": "FRAME"})
     assert bad_level.status_code == 400
+
+
+def test_a_refused_find_is_502_with_the_peers_status(
+    peer: tuple[Listener, Runtime], web: Web, client: httpx.Client
+) -> None:
+    listener, _ = peer
+    client.post(
+        "/api/peers/archive",
+        json={"ae_title": "PEERHUB", "host": "127.0.0.1", "port": listener.port},
+    )
+    # a SERIES query without the Study Instance UID: the peer answers 0xA900
+    refused = client.post("/api/peers/archive/find", json={"level": "SERIES", "keys": {}})
+    assert refused.status_code == 502
+    assert refused.json()["error"].startswith("C-FIND on PEERHUB failed: 0xA900 ")
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    with pytest.raises(PeerRefused) as caught:
+        list(qr_scu.find(web.runtime.settings, web.runtime.access.peers()["archive"], query))
+    assert caught.value.dimse_status == 0xA900
+    assert caught.value.http_status == 502

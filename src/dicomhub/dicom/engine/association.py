@@ -24,6 +24,8 @@ from pynetdicom.dsutils import decode, encode
 
 from dicomhub.config import Service
 from dicomhub.conformance import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
     MODALITY_WORKLIST_FIND,
     PATIENT_ROOT,
     command_sop_classes,
@@ -34,8 +36,6 @@ from dicomhub.dicom.engine import commands as cmd
 from dicomhub.dicom.engine import pdu
 from dicomhub.dicom.engine.filemeta import part10_prefix
 from dicomhub.dicom.engine.negotiation import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION,
     AcceptedContext,
     ApplicationContextNotSupported,
     Negotiator,

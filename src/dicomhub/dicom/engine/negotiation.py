@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID
 from pynetdicom import pdu as pdus
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -20,14 +20,11 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
-from dicomhub import __version__
 from dicomhub.config import Service
-from dicomhub.conformance import REGISTRY
+from dicomhub.conformance import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, REGISTRY
 from dicomhub.dicom.engine.pdu import A_ASSOCIATE_RJ, HEADER, ProtocolError
 
 APPLICATION_CONTEXT = UID("1.2.840.10008.3.1.1.1")
-IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomhub implementation class"])
-IMPLEMENTATION_VERSION = f"DICOMHUB_{__version__.replace('.', '')}"[:16]
 
 
 def supported_contexts() -> list[PresentationContext]:

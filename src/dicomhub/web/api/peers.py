@@ -19,17 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from dicomhub.config import PeerConfig
 from dicomhub.dicom import qr_scu
 from dicomhub.dicom.scu import StoreSCU
-from dicomhub.errors import (
-    DicomhubError,
-    InvalidRequest,
-    NoSuchResource,
-    PeerUnavailable,
-    ResourceConflict,
-)
+from dicomhub.errors import InvalidRequest, NoSuchResource, ResourceConflict
 from dicomhub.index.attributes import Level
 from dicomhub.index.repository import StoredInstance
 from dicomhub.web.context import WebContext, actor, context
 from dicomhub.web.listing import identifier
+from dicomhub.web.paths import checked_uid
 
 LOG = logging.getLogger("dicomhub.web")
 router = APIRouter(prefix="/api/peers", tags=["Peers"])
@@ -140,7 +135,7 @@ class SendBody(BaseModel):
 def _selected(ctx: WebContext, uids: list[str]) -> list[StoredInstance]:
     found: dict[str, StoredInstance] = {}
     for uid in uids:
-        matched = ctx.locator.by_uid(uid.strip())
+        matched = ctx.locator.by_uid(checked_uid(uid.strip(), "UID to send"))
         if not matched:
             raise NoSuchResource(f"No stored study, series or instance has the UID {uid}.")
         found.update((i.sop_instance_uid, i) for i in matched)
@@ -202,13 +197,9 @@ async def find_on_peer(
     query = identifier(Level(body.level), body.keys, [])
 
     def run() -> list[dict[str, Any]]:
+        # a failure status of the peer raises PeerRefused, answered 502 with its sentence
         matches = qr_scu.find(ctx.runtime.settings, peer, query, patient_root=body.patient_root)
-        try:
-            return [match.to_json_dict() for match in matches]
-        except DicomhubError as exc:
-            if type(exc) is DicomhubError:  # the peer answered with a failure status
-                raise PeerUnavailable(str(exc)) from exc
-            raise
+        return [match.to_json_dict() for match in matches]
 
     found = await run_in_threadpool(run)
     return {"items": found, "total": len(found), "offset": 0, "limit": len(found)}

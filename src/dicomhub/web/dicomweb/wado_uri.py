@@ -17,6 +17,7 @@ from dicomhub.imaging.render import RenderRequest, Window, render
 from dicomhub.web.context import WebContext, context
 from dicomhub.web.dicomweb.media import DICOM, EXPLICIT_VR_LITTLE_ENDIAN
 from dicomhub.web.objects import instances_of, part10, readable
+from dicomhub.web.paths import checked_uid
 
 router = APIRouter(tags=["WADO-URI"])
 
@@ -49,7 +50,12 @@ def wado(
     """One object, as DICOM or as a rendered image."""
     if request_type != "WADO":
         raise InvalidRequest(f"requestType={request_type!r}: only WADO is supported")
-    (stored,) = instances_of(ctx, study_uid, series_uid, object_uid)
+    (stored,) = instances_of(
+        ctx,
+        checked_uid(study_uid, "studyUID"),
+        checked_uid(series_uid, "seriesUID"),
+        checked_uid(object_uid, "objectUID"),
+    )
     kinds = [c.split(";")[0].strip().lower() for c in content_type.split(",")]
     if DICOM in kinds:
         syntax = transfer_syntax or EXPLICIT_VR_LITTLE_ENDIAN
