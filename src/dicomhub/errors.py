@@ -260,6 +260,18 @@ class PrintJobFailed(DicomhubError):
     summary = "failure: unable to create print job"
 
 
+class FilmTooLarge(DicomhubError):
+    """A film box whose film, at its size and resolution, has more pixels than dicomhub composes.
+
+    The limit is ``imaging.geometry.MAX_FILM_PIXELS``; the film is refused before any of it is
+    allocated.
+    """
+
+    dimse_status = 0x0213
+    http_status = 422
+    summary = "failure: resource limitation"
+
+
 class ImageTooLarge(DicomhubError):
     """An image is larger than its image box and the SCU asked for failure rather than
     decimation or cropping (Requested Decimate/Crop Behavior FAIL; PS3.4 H.4.3, H.4.2.2.4)."""
@@ -359,6 +371,7 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     NoSuchActionType,
     FilmSessionEmpty,
     PrintJobFailed,
+    FilmTooLarge,
     ImageTooLarge,
     StudyInstanceUIDMismatch,
     InvalidRequest,

@@ -24,6 +24,14 @@ Pixel values: P-Values
     images and densities are then grey in all three channels, and Presentation LUTs do not
     apply to colour images.
 
+Memory
+    The film is uint8 from the start and is the only allocation that grows with it.  Each image
+    is decoded in turn into its stored values (uint8 or uint16) with a table of the P-Value of
+    every stored value; it is resampled a strip of film rows at a time (``STRIP_SAMPLES``), in
+    float64 (a strip is small), so a film is the same bit for bit whatever the strip size, and
+    only the part of a cropped image that shows is computed.  A film of more than
+    ``MAX_FILM_PIXELS`` pixels is refused (0x0213) before it is allocated.
+
 Densities
     ``BorderDensity`` and ``EmptyImageDensity`` are BLACK (Max Density), WHITE (Min Density) or
     hundredths of OD, clipped to ``MinDensity`` (default 20) .. ``MaxDensity`` (default 300), and
@@ -54,25 +62,27 @@ Study and series identity (``print_study_identity``)
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import struct
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from io import BytesIO
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from dicomhub.errors import ImageTooLarge, InvalidAttributeValue
+from dicomhub.errors import FilmTooLarge, InvalidAttributeValue
 from dicomhub.imaging.geometry import (
     DEFAULT_FILM_SIZE,
     Cell,
     Fit,
     Placement,
+    checked_placement,
     film_geometry,
-    image_placement,
     text_of,
 )
 from dicomhub.imaging.gsdf import (
@@ -83,6 +93,7 @@ from dicomhub.imaging.gsdf import (
 from dicomhub.imaging.text import CELL_HEIGHT, draw_text
 from dicomhub.index.print_jobs import FilmJob
 
+LOG = logging.getLogger("dicomhub.print")
 FloatArray = NDArray[np.float64]
 UInt8Array = NDArray[np.uint8]
 
@@ -176,8 +187,13 @@ def image_shape(image_box: Dataset | None) -> tuple[int, int] | None:
     return None if found is None else (int(found[0].Rows), int(found[0].Columns))
 
 
-def _stored_values(item: Dataset) -> NDArray[np.int64]:
-    """Stored values, (rows, columns) or (rows, columns, 3), unsigned, within BitsStored."""
+StoredArray = NDArray[np.unsignedinteger[Any]]
+"""Stored pixel values: uint8, or uint16 when BitsStored or BitsAllocated is above 8."""
+
+
+def _stored_values(item: Dataset) -> StoredArray:
+    """Stored values, (rows, columns) or (rows, columns, 3), unsigned, within BitsStored, as
+    uint8 (8-bit images) or uint16: no wider than the pixel data itself."""
     rows, columns = int(item.Rows), int(item.Columns)
     allocated = int(item.BitsAllocated)
     stored = int(item.get("BitsStored") or allocated)
@@ -186,6 +202,10 @@ def _stored_values(item: Dataset) -> NDArray[np.int64]:
         offending = Dataset()
         offending.BitsAllocated = allocated
         raise InvalidAttributeValue(f"unsupported BitsAllocated {allocated}", offending)
+    if not 1 <= stored <= 16:
+        offending = Dataset()
+        offending.BitsStored = stored
+        raise InvalidAttributeValue(f"unsupported BitsStored {stored}", offending)
     dtype = np.dtype("<u1") if allocated == 8 else np.dtype("<u2")
     count = rows * columns * samples
     data = np.frombuffer(bytes(item.PixelData), dtype=dtype)
@@ -193,10 +213,12 @@ def _stored_values(item: Dataset) -> NDArray[np.int64]:
         offending = Dataset()
         offending.Rows = rows
         raise InvalidAttributeValue("PixelData is shorter than Rows x Columns", offending)
-    values = data[:count].astype(np.int64) & ((1 << stored) - 1)
+    work = np.uint8 if allocated == 8 and stored <= 8 else np.uint16
+    values: StoredArray = np.array(data[:count], dtype=work)  # a writable copy
+    np.bitwise_and(values, (1 << stored) - 1, out=values)
     if int(item.get("PixelRepresentation") or 0) == 1:
         # two's complement within BitsStored, shifted to 0 .. 2**BitsStored - 1
-        values = values ^ (1 << (stored - 1))
+        np.bitwise_xor(values, 1 << (stored - 1), out=values)
     if samples == 3:
         if int(item.get("PlanarConfiguration") or 0) == 1:
             return values.reshape(3, rows, columns).transpose(1, 2, 0)
@@ -220,10 +242,29 @@ def _presentation_lut_table(lut: Dataset | None) -> tuple[int, FloatArray] | Non
     return first, table * 255.0 / ((1 << bits) - 1)
 
 
-def image_pixels(
+@dataclass(frozen=True)
+class FilmImage:
+    """An image box's image: its stored values and the P-Value of every stored value.
+
+    The P-Values of an image are looked up in ``table`` (at most 65536 entries) as the image is
+    resampled, a strip at a time, so no P-Value copy of the whole image is ever made.
+    """
+
+    values: StoredArray
+    """(rows, columns) or (rows, columns, 3) stored values (``_stored_values``)."""
+    table: FloatArray
+    """P-Value (0..255, 255 white) of each stored value 0 .. 2**BitsStored - 1."""
+    colour: bool
+
+    def p_values(self, rows: NDArray[np.intp]) -> FloatArray:
+        """The P-Values of the image rows ``rows``, in that order."""
+        return np.asarray(self.table[self.values[rows]], dtype=np.float64)
+
+
+def film_image(
     image_box: Dataset, presentation_lut: Dataset | None, scale: DensityScale | None = None
-) -> tuple[FloatArray, bool]:
-    """An image box's pixels as P-Values 0..255 (255 white), and whether they are colour
+) -> FilmImage:
+    """An image box's image with the P-Value (0..255, 255 white) of each of its stored values
     (see the module's pixel value rule; ``scale`` is the film's, for LIN OD)."""
     found = _image_item(image_box)
     if found is None:
@@ -236,20 +277,25 @@ def image_pixels(
     inverted = photometric == "MONOCHROME1"
     if text_of(image_box, "Polarity", "NORMAL") == "REVERSE":
         inverted = not inverted
+    inputs = np.arange(largest + 1, dtype=np.int64)
     if inverted:
-        values = largest - values
-    table = None if colour else _presentation_lut_table(presentation_lut)
-    if table is not None:
-        first, lut = table
-        return lut[np.clip(values - first, 0, lut.size - 1)], colour
-    pixels = values * (255.0 / largest)
+        inputs = largest - inputs
+    lut_table = None if colour else _presentation_lut_table(presentation_lut)
+    if lut_table is not None:
+        first, lut = lut_table
+        return FilmImage(values, lut[np.clip(inputs - first, 0, lut.size - 1)], colour)
+    table = inputs * (255.0 / largest)
     shape = text_of(presentation_lut, "PresentationLUTShape", "IDENTITY")
     if not colour and shape == "LIN OD":
-        pixels = (scale or DensityScale(0.2, 3.0)).linear_od(pixels)
-    return np.asarray(pixels, dtype=np.float64), colour
+        table = (scale or DensityScale(0.2, 3.0)).linear_od(table)
+    return FilmImage(values, np.asarray(table, dtype=np.float64), colour)
 
 
 # Resampling ------------------------------------------------------------------------------
+
+STRIP_SAMPLES = 1 << 18
+"""Float samples (2 MB) a strip of a resampled image may hold: an image is resampled a strip
+of film rows at a time, so the working memory does not grow with the film or the image."""
 
 
 def _cubic(distance: FloatArray) -> FloatArray:
@@ -261,16 +307,29 @@ def _cubic(distance: FloatArray) -> FloatArray:
     return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
 
 
-def _resample_axis(image: FloatArray, size: int, axis: int, method: str) -> FloatArray:
-    """``image`` resampled to ``size`` samples along ``axis`` (pixel centres aligned)."""
-    length = image.shape[axis]
+@dataclass(frozen=True)
+class Taps:
+    """How some output samples of one axis are computed from the input samples."""
+
+    indexes: NDArray[np.intp]
+    """(outputs, taps): the input samples each output sample reads."""
+    weights: FloatArray | None
+    """(outputs, taps) normalised weights; None: one tap, copied (REPLICATE, same size)."""
+
+
+def axis_taps(length: int, size: int, start: int, count: int, method: str) -> Taps:
+    """The taps of output samples ``start .. start + count - 1`` when ``length`` input samples
+    are resampled to ``size`` with REPLICATE (NONE), BILINEAR or CUBIC (pixel centres
+    aligned).  Only the samples asked for are computed: a cropped image costs its visible part.
+    """
+    outputs = np.arange(start, start + count)
     if length == size:
-        return image
-    centres = (np.arange(size) + 0.5) * (length / size) - 0.5
+        return Taps(outputs.astype(np.intp)[:, None], None)
+    centres = (outputs + 0.5) * (length / size) - 0.5
     if method in ("REPLICATE", "NONE"):
-        index = np.clip(np.floor(centres + 0.5).astype(np.int64), 0, length - 1)
-        return np.asarray(np.take(image, index, axis=axis), dtype=np.float64)
-    base = np.floor(centres).astype(np.int64)
+        index = np.clip(np.floor(centres + 0.5).astype(np.intp), 0, length - 1)
+        return Taps(index[:, None], None)
+    base = np.floor(centres).astype(np.intp)
     if method == "CUBIC":
         offsets = np.arange(-1, 3)
         weights = _cubic(centres[:, None] - (base[:, None] + offsets))
@@ -279,32 +338,49 @@ def _resample_axis(image: FloatArray, size: int, axis: int, method: str) -> Floa
         fraction = centres - base
         weights = np.stack([1.0 - fraction, fraction], axis=1)
     indexes = np.clip(base[:, None] + offsets, 0, length - 1)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    moved = np.moveaxis(image, axis, 0)
-    result = np.zeros((size, *moved.shape[1:]), dtype=np.float64)
-    extra = (slice(None),) + (None,) * (moved.ndim - 1)
-    for tap in range(offsets.size):
-        result += weights[:, tap][extra] * moved[indexes[:, tap]]
-    return np.moveaxis(result, 0, axis)
+    return Taps(indexes, weights / weights.sum(axis=1, keepdims=True))
 
 
-def resample(image: FloatArray, rows: int, columns: int, method: str) -> FloatArray:
-    """``image`` scaled to ``rows`` x ``columns`` with REPLICATE, BILINEAR or CUBIC."""
-    scaled = _resample_axis(image, rows, 0, method)
-    return np.clip(_resample_axis(scaled, columns, 1, method), 0.0, 255.0)
+def _resample_strip(image: FilmImage, down: Taps, across: Taps) -> FloatArray:
+    """The P-Values of the output rows of ``down`` and output columns of ``across``, clipped
+    to 0..255: rows first, then columns, as a separable filter."""
+    if down.weights is None:
+        rows = image.p_values(down.indexes[:, 0])
+    else:
+        rows = np.zeros((down.indexes.shape[0], *image.values.shape[1:]), dtype=np.float64)
+        extra = (slice(None),) + (None,) * (image.values.ndim - 1)
+        for tap in range(down.indexes.shape[1]):
+            rows += down.weights[:, tap][extra] * image.p_values(down.indexes[:, tap])
+    if across.weights is None:
+        strip = rows[:, across.indexes[:, 0]]
+    else:
+        strip = np.zeros((rows.shape[0], across.indexes.shape[0], *rows.shape[2:]))
+        extra = (None, slice(None)) + (None,) * (rows.ndim - 2)
+        for tap in range(across.indexes.shape[1]):
+            strip += across.weights[:, tap][extra] * rows[:, across.indexes[:, tap]]
+    return np.asarray(np.clip(strip, 0.0, 255.0), dtype=np.float64)
 
 
-def _place(film: FloatArray, cell: Cell, image: FloatArray, placement: Placement) -> None:
-    """Put ``image``, scaled to its placement, centred into ``cell`` of ``film`` (cropped to it)."""
-    image = resample(image, placement.rows, placement.columns, placement.method)
-    rows, columns = image.shape[:2]
+def _place(film: UInt8Array, cell: Cell, image: FilmImage, placement: Placement) -> None:
+    """Put ``image``, scaled to its placement, centred into ``cell`` of ``film`` (cropped to
+    it).  Only the visible part is resampled, a strip of rows at a time, straight into the
+    uint8 film."""
+    rows, columns = placement.rows, placement.columns
     top = (rows - cell.height) // 2 if rows > cell.height else 0
     left = (columns - cell.width) // 2 if columns > cell.width else 0
-    image = image[top : top + cell.height, left : left + cell.width]
-    rows, columns = image.shape[:2]
-    y = cell.y + (cell.height - rows) // 2
-    x = cell.x + (cell.width - columns) // 2
-    film[y : y + rows, x : x + columns] = image
+    visible_rows, visible_columns = min(rows, cell.height), min(columns, cell.width)
+    y = cell.y + (cell.height - visible_rows) // 2
+    x = cell.x + (cell.width - visible_columns) // 2
+    source_rows, source_columns = image.values.shape[:2]
+    samples = 3 if image.colour else 1
+    across = axis_taps(source_columns, columns, left, visible_columns, placement.method)
+    strip_rows = max(1, STRIP_SAMPLES // (max(source_columns, visible_columns) * samples))
+    for start in range(0, visible_rows, strip_rows):
+        count = min(strip_rows, visible_rows - start)
+        down = axis_taps(source_rows, rows, top + start, count, placement.method)
+        pixels = np.rint(_resample_strip(image, down, across)).astype(np.uint8)
+        target = film[y + start : y + start + count, x : x + visible_columns]
+        target[...] = pixels[:, :, None] if target.ndim > pixels.ndim else pixels
 
 
 # Composition -----------------------------------------------------------------------------
@@ -312,7 +388,9 @@ def _place(film: FloatArray, cell: Cell, image: FloatArray, placement: Placement
 
 def film_fits(job: FilmJob, *, dpi: int = 100) -> list[Fit | None]:
     """How each image box's image fits its cell (None: an empty box), in position order;
-    ``InvalidAttributeValue`` when the film cannot be laid out or has too many image boxes."""
+    ``InvalidAttributeValue`` when the film cannot be laid out or has too many image boxes,
+    ``FilmTooLarge`` when it has too many pixels, ``ImageTooLarge`` for an image larger than
+    its box with FAIL behaviour."""
     geometry = film_geometry(job.film_box, dpi)
     if len(job.image_boxes) > len(geometry.cells):
         raise InvalidAttributeValue(
@@ -320,21 +398,29 @@ def film_fits(job: FilmJob, *, dpi: int = 100) -> list[Fit | None]:
             _attributes(job.film_box, "ImageDisplayFormat"),
         )
     fits: list[Fit | None] = []
-    for cell, box in zip(geometry.cells, job.image_boxes, strict=False):
+    for position, (cell, box) in enumerate(zip(geometry.cells, job.image_boxes, strict=False), 1):
         shape = image_shape(box)
         fits.append(
             None
             if box is None or shape is None
-            else image_placement(cell, *shape, box, job.film_box, geometry.dpi).fit
+            else checked_placement(position, cell, *shape, box, job.film_box, geometry.dpi).fit
         )
     return fits
 
 
 def compose_film(job: FilmJob, *, dpi: int = 100) -> NDArray[np.uint8]:
     """The film as P-Values: (rows, cols) uint8 grayscale or (rows, cols, 3) uint8 RGB;
-    ``ImageTooLarge`` (0xC603) for an image larger than its box with FAIL behaviour."""
+    ``ImageTooLarge`` (0xC603) for an image larger than its box with FAIL behaviour,
+    ``FilmTooLarge`` (0x0213, logged) for a film of more than ``MAX_FILM_PIXELS`` pixels.
+
+    The film is the only allocation that grows with the film: it is uint8 from the start, and
+    each image is decoded (as uint8/uint16 stored values), resampled and placed in turn."""
     film_box = job.film_box
-    geometry = film_geometry(film_box, dpi)
+    try:
+        geometry = film_geometry(film_box, dpi)
+    except FilmTooLarge as exc:
+        LOG.warning("film box %s not composed: %s", film_box.get("SOPInstanceUID", ""), exc)
+        raise
     if len(job.image_boxes) > len(geometry.cells):
         raise InvalidAttributeValue(
             f"{len(job.image_boxes)} image boxes for {len(geometry.cells)} positions",
@@ -343,48 +429,33 @@ def compose_film(job: FilmJob, *, dpi: int = 100) -> NDArray[np.uint8]:
     scale = density_scale(film_box)
     border = density_pixel(film_box.get("BorderDensity"), scale, "BLACK")
     empty = density_pixel(film_box.get("EmptyImageDensity"), scale, "BLACK")
-    images = []
-    for index, box in enumerate(job.image_boxes):
-        lut = job.image_luts[index] if index < len(job.image_luts) else None
-        has_image = box is not None and _image_item(box) is not None
-        images.append(
-            image_pixels(box, lut or job.presentation_lut, scale)
-            if box is not None and has_image
-            else None
-        )
-    colour = any(image is not None and image[1] for image in images)
+    items = [_image_item(box) for box in job.image_boxes]
+    colour = any(found is not None and found[1] for found in items)
     shape: tuple[int, ...] = (
         (geometry.rows, geometry.columns, 3) if colour else (geometry.rows, geometry.columns)
     )
-    film = np.full(shape, float(border))
+    film = np.full(shape, border, dtype=np.uint8)
     for index, cell in enumerate(geometry.cells):
-        image = images[index] if index < len(images) else None
+        found = items[index] if index < len(items) else None
         box = job.image_boxes[index] if index < len(job.image_boxes) else None
-        if image is None or box is None:
+        if found is None or box is None:
             film[cell.y : cell.y + cell.height, cell.x : cell.x + cell.width] = empty
             continue
-        pixels, is_colour = image
-        placement = image_placement(
-            cell, pixels.shape[0], pixels.shape[1], box, film_box, geometry.dpi
+        item = found[0]
+        placement = checked_placement(
+            index + 1, cell, int(item.Rows), int(item.Columns), box, film_box, geometry.dpi
         )
-        if placement.fit is Fit.TOO_LARGE:
-            raise ImageTooLarge(
-                f"image {index + 1} ({pixels.shape[1]}x{pixels.shape[0]}) needs "
-                f"{placement.columns}x{placement.rows} film pixels, its box has "
-                f"{cell.width}x{cell.height} (RequestedDecimateCropBehavior FAIL)"
-            )
-        if colour and not is_colour:
-            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-        _place(film, cell, pixels, placement)
+        lut = job.image_luts[index] if index < len(job.image_luts) else None
+        _place(film, cell, film_image(box, lut or job.presentation_lut, scale), placement)
     _burn_annotations(film, job, geometry.annotations, geometry.dpi, border)
-    return np.asarray(np.clip(np.rint(film), 0, 255), dtype=np.uint8)
+    return film
 
 
 def _burn_annotations(
-    film: FloatArray, job: FilmJob, cells: list[Cell], dpi: int, border: int
+    film: UInt8Array, job: FilmJob, cells: list[Cell], dpi: int, border: int
 ) -> None:
     """Draw each annotation box's text into its cell of the annotation band."""
-    ink = 255.0 if border < 128 else 0.0
+    ink = 255 if border < 128 else 0
     scale = max(1, round(TEXT_HEIGHT_INCHES * dpi / CELL_HEIGHT))
     for position, text in _annotations(job):
         if not text or not 1 <= position <= len(cells):

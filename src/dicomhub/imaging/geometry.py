@@ -9,7 +9,8 @@ Film resolution rule
     11INX14IN, 11INX17IN, 14INX14IN, 14INX17IN, 24CMX24CM, 24CMX30CM, A4, A3; default 8INX10IN)
     at ``dpi`` pixels per inch, ``round(size_in_inches * dpi)`` pixels each way.  PORTRAIT
     (the default) puts the shorter side across, LANDSCAPE the longer one.
-    ``RequestedResolutionID`` HIGH doubles ``dpi``.
+    ``RequestedResolutionID`` HIGH doubles ``dpi``.  A film of more than ``MAX_FILM_PIXELS``
+    pixels is refused (``FilmTooLarge``, 0x0213) before anything is allocated for it.
 
 Layout
     ``ImageDisplayFormat`` ``STANDARD\\c,r`` is a grid of c columns and r rows, ``ROW\\n1,n2,..``
@@ -31,6 +32,7 @@ Image size (``image_placement``)
     without it dicomhub scales an image of RequestedImageSize down to fit (0xB604) and crops one
     of MagnificationType NONE (0xB609).  ``MagnificationType`` (Image Box, else Film Box, else
     BILINEAR) is the resampling: REPLICATE, BILINEAR, CUBIC; NONE decimates with REPLICATE.
+    ``checked_placement`` is the one place that refuses an image larger than its box.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from enum import StrEnum
 
 from pydicom.dataset import Dataset
 
-from dicomhub.errors import InvalidAttributeValue
+from dicomhub.errors import FilmTooLarge, ImageTooLarge, InvalidAttributeValue
 
 MM_PER_INCH = 25.4
 FILM_SIZES_MM: dict[str, tuple[float, float]] = {
@@ -68,6 +70,13 @@ ANNOTATION_BOXES = 1
 """Annotation boxes of a film box with an Annotation Display Format ID."""
 MIN_DPI = 10
 MAX_DPI = 600
+"""The highest resolution a film is composed at before RequestedResolutionID HIGH doubles it
+(the upper bound of ``print_film_dpi``)."""
+MAX_FILM_PIXELS = 8400 * 10200
+"""The most pixels a composed film may have: the largest standard film, 14INX17IN, at the
+highest supported resolution, ``MAX_DPI`` (8400 x 10200 pixels: 86 MB grayscale, 257 MB RGB).
+Only RequestedResolutionID HIGH with ``print_film_dpi`` above 300 reaches beyond it; such a
+film is refused (``FilmTooLarge``) rather than allocated."""
 
 
 @dataclass(frozen=True)
@@ -224,11 +233,23 @@ def annotation_count(film_box: Dataset) -> int:
     return ANNOTATION_BOXES if text_of(film_box, "AnnotationDisplayFormatID") else 0
 
 
+def check_film_pixels(film_box: Dataset, rows: int, columns: int, dpi: int) -> None:
+    """``FilmTooLarge`` (0x0213) when a film of ``rows`` x ``columns`` exceeds
+    ``MAX_FILM_PIXELS``; the check costs nothing, so it runs before any pixel is allocated."""
+    if rows * columns > MAX_FILM_PIXELS:
+        size_id = text_of(film_box, "FilmSizeID", DEFAULT_FILM_SIZE)
+        raise FilmTooLarge(
+            f"{size_id} at {dpi} dpi: {rows * columns} pixels, limit {MAX_FILM_PIXELS}"
+        )
+
+
 def film_geometry(film_box: Dataset, dpi: int) -> FilmGeometry:
     """The film of ``film_box`` at ``dpi``; ``InvalidAttributeValue`` naming the attribute when
-    its size, orientation or display format cannot be printed (too many image boxes)."""
+    its size, orientation or display format cannot be printed (too many image boxes),
+    ``FilmTooLarge`` when it has more than ``MAX_FILM_PIXELS`` pixels."""
     dpi = film_dpi(film_box, dpi)
     rows, columns = film_size(film_box, dpi)
+    check_film_pixels(film_box, rows, columns, dpi)
     gap = max(1, round(GAP_INCHES * dpi))
     count = annotation_count(film_box)
     band = round(ANNOTATION_BAND_INCHES * dpi) if count else 0
@@ -294,3 +315,26 @@ def image_placement(
         max(1, min(cell.width, round(natural_columns * scale))),
         "REPLICATE" if method == "NONE" else method,
     )
+
+
+def checked_placement(
+    position: int,
+    cell: Cell,
+    rows: int,
+    columns: int,
+    image_box: Dataset,
+    film_box: Dataset,
+    dpi: int,
+) -> Placement:
+    """``image_placement`` of the image of image box ``position``, refused with
+    ``ImageTooLarge`` (0xC603) when it is larger than its box and the SCU asked for failure
+    (Requested Decimate/Crop Behavior FAIL).  The Image Box N-SET, the print and the film
+    composition all refuse through this one function, with the same ErrorComment."""
+    placement = image_placement(cell, rows, columns, image_box, film_box, dpi)
+    if placement.fit is Fit.TOO_LARGE:
+        raise ImageTooLarge(
+            f"image box {position}: image {columns}x{rows} larger than its box: needs "
+            f"{placement.columns}x{placement.rows} film pixels, the box has "
+            f"{cell.width}x{cell.height} (RequestedDecimateCropBehavior FAIL)"
+        )
+    return placement

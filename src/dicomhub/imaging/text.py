@@ -10,6 +10,7 @@ any other character is drawn as ``?``.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,7 +158,7 @@ def text_mask(text: str, scale: int = 1) -> NDArray[np.bool_]:
 
 
 def draw_text(
-    image: NDArray[np.float64],
+    image: NDArray[Any],
     text: str,
     *,
     x: int,
@@ -168,7 +169,8 @@ def draw_text(
     scale: int = 1,
 ) -> None:
     """Draw ``text`` in ``value`` into the box (x, y, width, height) of ``image``, left-aligned,
-    centred vertically, clipped to the box; grayscale or RGB ``image``."""
+    centred vertically, clipped to the box; grayscale or RGB ``image`` of any dtype
+    (a composed film is uint8)."""
     mask = text_mask(text, scale)[:height, :width]
     if not mask.size:
         return

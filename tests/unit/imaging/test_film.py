@@ -1,5 +1,9 @@
 """Print to archive: film composition, the Secondary Capture it is stored as, and its PNG.
 
+Composition is also checked bit for bit against reference films (a float64 composition of the
+whole film), for its memory use, and for the refusal of a film with more pixels than
+``MAX_FILM_PIXELS``.
+
 Films are composed from image boxes built as the Print SCP receives them; the Secondary Capture
 is read back with pydicom, validated with dicom3tools' ``dciodvfy`` and DCMTK's ``dcmdump``,
 and stored through the real ingest path.  The PNG is decoded here chunk by chunk (no imaging
@@ -9,9 +13,12 @@ library is installed).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 import shutil
 import struct
 import subprocess
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from io import BytesIO
@@ -24,8 +31,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from dicomhub.errors import InvalidAttributeValue
+from dicomhub.errors import FilmTooLarge, InvalidAttributeValue
+from dicomhub.imaging import film as film_module
 from dicomhub.imaging.film import (
+    STRIP_SAMPLES,
     compose_film,
     density_pixel,
     density_scale,
@@ -33,7 +42,14 @@ from dicomhub.imaging.film import (
     film_secondary_capture,
     print_study_identity,
 )
-from dicomhub.imaging.geometry import Cell, film_layout, film_size
+from dicomhub.imaging.geometry import (
+    MAX_DPI,
+    MAX_FILM_PIXELS,
+    Cell,
+    film_geometry,
+    film_layout,
+    film_size,
+)
 from dicomhub.imaging.gsdf import jnd_index
 from dicomhub.index.print_jobs import FilmJob
 from dicomhub.ingest import IngestRequest, StoreStatus
@@ -590,3 +606,211 @@ def test_annotations_are_burned_into_the_band() -> None:
     plain = compose_film(job(film_box(), grey_box(uniform(128)), annotations=[(1, "LEFT")]))
     assert plain.shape == blank.shape
     assert not (plain[band_top:, GAP:-GAP] == 255).any()
+
+
+# Memory: uint8 film, stored values, a strip at a time, the pixel cap --------------------------
+
+
+def _noise(seed: int, rows: int, columns: int, top: int) -> NDArray[np.uint16]:
+    """A ramp from 0 to ``top`` with noise: every pixel value differs from its neighbours."""
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(rows), np.arange(columns)) * top // (rows + columns)
+    noisy = ramp + rng.integers(-top // 8, top // 8, (rows, columns))
+    return np.clip(noisy, 0, top).astype(np.uint16)
+
+
+def _lut_sequence(entries: int, bits: int, *, inverting: bool = False) -> Dataset:
+    values = np.round(((np.arange(entries) / (entries - 1)) ** 0.6) * ((1 << bits) - 1))
+    item = Dataset()
+    item.LUTDescriptor = [entries % 65536, 0, bits]
+    item.LUTData = [int(value) for value in (values[::-1] if inverting else values)]
+    lut = Dataset()
+    lut.PresentationLUTSequence = [item]
+    return lut
+
+
+def _film_job(
+    box: Dataset,
+    images: list[Dataset | None],
+    *,
+    annotations: list[tuple[int, str]] | None = None,
+    presentation_lut: Dataset | None = None,
+    image_luts: list[Dataset | None] | None = None,
+) -> FilmJob:
+    session = Dataset()
+    session.SOPInstanceUID = "1.2.3"
+    return FilmJob(
+        print_job_uid="1.2.3.4",
+        film_session=session,
+        film_box=box,
+        image_boxes=images,
+        annotations=[_annotation(position, text) for position, text in annotations or []],
+        presentation_lut=presentation_lut,
+        calling_ae_title="MODALITY1",
+        image_luts=image_luts or [],
+    )
+
+
+def _regression_films() -> dict[str, tuple[FilmJob, int]]:
+    """Films through every pixel path of ``compose_film``, with the dpi they are composed at."""
+    rgb = np.zeros((37, 53, 3), dtype=np.uint8)
+    rgb[..., 0] = _noise(7, 37, 53, 255)
+    rgb[..., 1] = 255 - rgb[..., 0]
+    rgb[..., 2] = _noise(8, 37, 53, 200)
+    signed = grey_box(_noise(11, 61, 47, 65535), bits=16, MagnificationType="REPLICATE")
+    signed.BasicGrayscaleImageSequence[0].PixelRepresentation = 1
+    return {
+        "grey8-bilinear-2x2": (
+            _film_job(
+                film_box("STANDARD\\2,2", BorderDensity="WHITE", EmptyImageDensity="120"),
+                [grey_box(_noise(1, 70, 90, 255)), None, grey_box(_noise(2, 300, 41, 255))],
+            ),
+            100,
+        ),
+        "grey12-mono1-cubic": (
+            _film_job(
+                film_box("ROW\\1,2", MagnificationType="CUBIC", FilmOrientation="LANDSCAPE"),
+                [
+                    grey_box(_noise(3, 129, 77, 4095), bits=12, photometric="MONOCHROME1"),
+                    grey_box(_noise(4, 33, 250, 4095), bits=12, Polarity="REVERSE"),
+                    grey_box(_noise(5, 512, 512, 4095), bits=12, MagnificationType="REPLICATE"),
+                ],
+            ),
+            100,
+        ),
+        "grey16-signed-replicate": (_film_job(film_box("COL\\2,1"), [signed, None]), 90),
+        "lut-sequence-12bit": (
+            _film_job(
+                film_box("STANDARD\\2,1", MagnificationType="BILINEAR"),
+                [grey_box(_noise(6, 80, 80, 4095), bits=12), grey_box(_noise(9, 50, 90, 255))],
+                presentation_lut=_lut_sequence(4096, 12),
+                image_luts=[None, _lut_sequence(256, 10, inverting=True)],
+            ),
+            100,
+        ),
+        "lin-od-densities": (
+            _film_job(
+                film_box(
+                    "STANDARD\\1,2",
+                    MinDensity=15,
+                    MaxDensity=280,
+                    Illumination=1800,
+                    ReflectedAmbientLight=20,
+                    BorderDensity="180",
+                    MagnificationType="CUBIC",
+                ),
+                [grey_box(_noise(10, 100, 140, 255)), grey_box(_noise(12, 64, 64, 4095), bits=12)],
+                presentation_lut=_shape("LIN OD"),
+                image_luts=[None, _shape("IDENTITY")],
+            ),
+            100,
+        ),
+        "colour-mixed": (
+            _film_job(
+                film_box("STANDARD\\3,1", MagnificationType="CUBIC", BorderDensity="50"),
+                [colour_box(rgb), colour_box(rgb, planar=1), grey_box(_noise(13, 40, 40, 255))],
+            ),
+            100,
+        ),
+        "crop-and-decimate": (
+            _film_job(
+                film_box("STANDARD\\2,2", BorderDensity="WHITE"),
+                [
+                    grey_box(_noise(14, 600, 900, 255), MagnificationType="NONE"),
+                    grey_box(
+                        _noise(15, 40, 60, 255),
+                        RequestedImageSize="300",
+                        RequestedDecimateCropBehavior="CROP",
+                        MagnificationType="CUBIC",
+                    ),
+                    grey_box(
+                        _noise(16, 40, 60, 255),
+                        RequestedImageSize="300",
+                        RequestedDecimateCropBehavior="DECIMATE",
+                    ),
+                    grey_box(_noise(17, 90, 30, 255), RequestedImageSize="20"),
+                ],
+            ),
+            100,
+        ),
+        "annotations-high": (
+            _film_job(
+                film_box(
+                    "STANDARD\\1,1",
+                    FilmSizeID="14INX17IN",
+                    RequestedResolutionID="HIGH",
+                    AnnotationDisplayFormatID="LABEL",
+                    BorderDensity="BLACK",
+                ),
+                [grey_box(_noise(18, 200, 150, 4095), bits=12)],
+                annotations=[(1, "LEFT KNEE / Dr. Müller")],
+            ),
+            40,
+        ),
+    }
+
+
+REGRESSION_SHA256 = {
+    "grey8-bilinear-2x2": "2e2521abc9d7e8330cfd4a94c0234326660f0e60215b91f35274f57260d12c1f",
+    "grey12-mono1-cubic": "bda634939c1db8a99b816056106958475355ee5338731f61efb012478190cbc0",
+    "grey16-signed-replicate": "f2d3af6cfd6523cc01ce7317c4903b25225c85924b446c664b541b86a056fec0",
+    "lut-sequence-12bit": "e4265ec79f3950a075330e2d5ddaf6ea5d9abfcaa8006964f2f81a2a6f9e5290",
+    "lin-od-densities": "e8ad77e1ed72db8ddbdfd209b01bfc4272eb0e65d22fcb8aae449f8379398f40",
+    "colour-mixed": "9dc1386669a66a2f865a93b0216321735d162e0a0787d6e454152aa41beab453",
+    "crop-and-decimate": "154fc0f0dfa187df847e7347653073d52f3e18fa3e964b66655e8fa0aa61aee6",
+    "annotations-high": "7b402d269bc3202ec11c415bd402bb46022661d1b1ea2a0d9e4ce5f694b482a9",
+}
+"""SHA-256 of each regression film as a float64 composition of the whole film gives it: the
+uint8 film composed a strip at a time must have the same pixels, bit for bit."""
+
+
+@pytest.mark.parametrize("strip_samples", [STRIP_SAMPLES, 1])
+@pytest.mark.parametrize("name", sorted(REGRESSION_SHA256))
+def test_films_are_unchanged_bit_for_bit(
+    name: str, strip_samples: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(film_module, "STRIP_SAMPLES", strip_samples)  # 1: a row at a time
+    film_job, dpi = _regression_films()[name]
+    film = compose_film(film_job, dpi=dpi)
+    assert film.dtype == np.uint8
+    assert hashlib.sha256(film.tobytes()).hexdigest() == REGRESSION_SHA256[name]
+
+
+def test_composing_a_film_takes_little_more_memory_than_the_film() -> None:
+    image = _noise(19, 1024, 1024, 4095)
+    box = film_box("STANDARD\\1,1", FilmSizeID="14INX17IN", MagnificationType="CUBIC")
+    film_job = job(box, grey_box(image, bits=12))
+    tracemalloc.start()
+    try:
+        film = compose_film(film_job, dpi=150)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert film.shape == (2550, 2100)
+    # the uint8 film, a few copies of the stored values and the float64 temporaries of a strip
+    # (a float64 film alone would take 8 times the film)
+    assert peak < film.nbytes + 4 * image.nbytes + 64 * STRIP_SAMPLES, peak
+
+
+def test_a_film_over_the_pixel_cap_is_refused_before_it_is_allocated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dicomhub.print")
+    box = film_box(FilmSizeID="14INX17IN", RequestedResolutionID="HIGH")
+    tracemalloc.start()
+    try:
+        with pytest.raises(FilmTooLarge) as refused:
+            compose_film(job(box, grey_box(uniform(0))), dpi=MAX_DPI)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # nothing of the 16800 x 20400 film was allocated
+    assert refused.value.dimse_status == 0x0213
+    assert str(refused.value) == (
+        f"14INX17IN at 1200 dpi: {16800 * 20400} pixels, limit {MAX_FILM_PIXELS}"
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"film box {box.SOPInstanceUID} not composed: {refused.value}"
+    ]
+    # the largest film at the highest standard resolution is within the cap
+    assert film_geometry(film_box(FilmSizeID="14INX17IN"), MAX_DPI).rows == 10200

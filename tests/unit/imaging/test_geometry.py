@@ -1,12 +1,23 @@
-"""Film geometry: too many image boxes, the annotation band, and how an image fits its cell."""
+"""Film geometry: too many image boxes, too many pixels, the annotation band, and how an image
+fits its cell."""
 
 from __future__ import annotations
 
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomhub.errors import InvalidAttributeValue
-from dicomhub.imaging.geometry import Cell, Fit, film_geometry, image_placement
+from dicomhub.errors import FilmTooLarge, ImageTooLarge, InvalidAttributeValue
+from dicomhub.imaging.geometry import (
+    FILM_SIZES_MM,
+    MAX_DPI,
+    MAX_FILM_PIXELS,
+    Cell,
+    Fit,
+    checked_placement,
+    film_geometry,
+    film_size,
+    image_placement,
+)
 from tests.unit.imaging.test_film import FILM_100DPI, GAP, film_box
 
 CELL = Cell(0, 0, 100, 80)
@@ -104,3 +115,39 @@ def test_an_image_larger_than_its_box(
             Fit.TOO_LARGE: 0xC603,
         }[fit]
     )
+
+
+def test_pixel_cap_is_the_largest_film_at_the_highest_resolution() -> None:
+    def pixels(size_id: str) -> int:
+        rows, columns = film_size(film_box(FilmSizeID=size_id), MAX_DPI)
+        return rows * columns
+
+    assert MAX_FILM_PIXELS == pixels("14INX17IN") == 8400 * 10200
+    assert max(pixels(size_id) for size_id in FILM_SIZES_MM) == MAX_FILM_PIXELS
+    # every standard film at every resolution print_film_dpi allows is composed ...
+    assert len(film_geometry(film_box(FilmSizeID="14INX17IN"), MAX_DPI).cells) == 1
+    # ... and RequestedResolutionID HIGH up to 300 dpi
+    high = film_box(FilmSizeID="14INX17IN", RequestedResolutionID="HIGH")
+    assert film_geometry(high, 300).rows * film_geometry(high, 300).columns == MAX_FILM_PIXELS
+
+
+@pytest.mark.parametrize(
+    ("size_id", "dpi"), [("14INX17IN", 301), ("14INX17IN", MAX_DPI), ("8INX10IN", MAX_DPI)]
+)
+def test_a_film_over_the_pixel_cap_is_refused(size_id: str, dpi: int) -> None:
+    box = film_box(FilmSizeID=size_id, RequestedResolutionID="HIGH")
+    with pytest.raises(FilmTooLarge) as refused:
+        film_geometry(box, dpi)
+    assert refused.value.dimse_status == 0x0213
+    assert str(refused.value).startswith(f"{size_id} at {2 * dpi} dpi: ")
+    assert str(MAX_FILM_PIXELS) in refused.value.error_comment
+
+
+def test_checked_placement_refuses_an_image_larger_than_its_box() -> None:
+    fits = checked_placement(3, CELL, 400, 400, image_box(), film_box(), 100)
+    assert fits == image_placement(CELL, 400, 400, image_box(), film_box(), 100)
+    too_large = image_box(RequestedImageSize="50.8", RequestedDecimateCropBehavior="FAIL")
+    with pytest.raises(ImageTooLarge) as refused:
+        checked_placement(3, CELL, 400, 400, too_large, film_box(), 100)
+    assert refused.value.dimse_status == 0xC603
+    assert refused.value.error_comment.startswith("image box 3: image 400x400 larger than")
