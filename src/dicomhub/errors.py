@@ -253,11 +253,31 @@ class FilmSessionEmpty(DicomhubError):
 
 
 class PrintJobFailed(DicomhubError):
-    """A print job could not be created or its films could not be composed."""
+    """A Film Box N-ACTION whose print job the printer refused or could not be reached for.
+
+    Also what a print hook raises for a printer's refusal; the print service answers a Film
+    Session N-ACTION with ``FilmSessionPrintJobFailed`` instead (PS3.4 H.4.1.2.4.2 and
+    H.4.2.2.4.2 give each N-ACTION its own status).
+    """
 
     dimse_status = 0xC602
+    http_status = 502
+    summary = "failure: unable to create print job (film box)"
+
+
+class FilmSessionPrintJobFailed(PrintJobFailed):
+    """A Film Session N-ACTION whose print job the printer refused or could not be reached for."""
+
+    dimse_status = 0xC601
+    summary = "failure: unable to create print job (film session)"
+
+
+class PrintProcessingFailure(DicomhubError):
+    """A printed film could not be composed or stored (an internal failure, not the printer's)."""
+
+    dimse_status = 0x0110
     http_status = 500
-    summary = "failure: unable to create print job"
+    summary = "failure: processing failure"
 
 
 class FilmTooLarge(DicomhubError):
@@ -371,6 +391,8 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     NoSuchActionType,
     FilmSessionEmpty,
     PrintJobFailed,
+    FilmSessionPrintJobFailed,
+    PrintProcessingFailure,
     FilmTooLarge,
     ImageTooLarge,
     StudyInstanceUIDMismatch,

@@ -1,8 +1,10 @@
 """Print Management SCP on the asyncio engine, driven by a scripted pynetdicom Print SCU.
 
 Film Session, Film Box, Image Box, Printer, Presentation LUT and Print Job, the way print
-SCUs in the field use them (no SOP Instance UID, no data set), every refusal with its status,
-and the print job recorded in the index with the film handed to the ``compose`` hook.
+SCUs in the field use them (no SOP Instance UID, no data set), every refusal with its status
+(Presentation LUT attributes, a film with too many pixels, a print hook that fails), instances
+kept to the association that created them, and the print job recorded in the index with the
+film handed to the ``compose`` hook.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 
 from dicomhub.conformance import (
+    BASIC_ANNOTATION_BOX,
     BASIC_COLOR_IMAGE_BOX,
     BASIC_COLOR_PRINT_META,
     BASIC_FILM_BOX,
@@ -31,6 +34,9 @@ from dicomhub.conformance import (
 from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
 from dicomhub.dicom.server import Listener
 from dicomhub.dicom.services.print import PRINTER_INSTANCE, image_display_cells
+from dicomhub.errors import OutOfResources, PrintJobFailed, PrintRelayFailed
+from dicomhub.imaging.film import compose_film
+from dicomhub.imaging.geometry import MAX_FILM_PIXELS
 from dicomhub.index.print_jobs import ExecutionStatus, FilmJob, PrintRepository
 from tests.dicom.conftest import ServerFactory
 
@@ -163,7 +169,14 @@ def test_image_display_format_cells() -> None:
     assert image_display_cells("STANDARD\\3,5") == 15
     assert image_display_cells("ROW\\2,3,1") == 6
     assert image_display_cells("COL\\1,2") == 3
-    for bad in ("STANDARD\\2", "STANDARD\\0,2", "CUSTOM\\7", "STANDARD\\a,b"):
+    for bad in (
+        "STANDARD\\2",
+        "STANDARD\\0,2",
+        "CUSTOM\\7",
+        "STANDARD\\a,b",
+        "SLIDE",
+        "SUPERSLIDE",
+    ):
         with pytest.raises(ValueError):
             image_display_cells(bad)
 
@@ -595,3 +608,324 @@ def _eventually_gone(jobs: PrintRepository, uid: str) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_instances_belong_to_the_association_that_created_them(
+    printed: tuple[Listener, list[FilmJob]],
+) -> None:
+    server, films = printed
+    owner = PrintScu(server, PRESENTATION_LUT, BASIC_ANNOTATION_BOX)
+    other = PrintScu(server, PRESENTATION_LUT, BASIC_ANNOTATION_BOX)  # at the same time
+    try:
+        lut = Dataset()
+        lut.PresentationLUTShape = "IDENTITY"
+        lut_uid = str(owner.create(lut, PRESENTATION_LUT, meta=None)[0].AffectedSOPInstanceUID)
+        session_uid = owner.session()
+        created, box = owner.film_box(
+            session_uid, "STANDARD\\1,1", AnnotationDisplayFormatID="LABEL"
+        )
+        assert box is not None
+        film_box_uid = str(created.AffectedSOPInstanceUID)
+        image_box_uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+        annotation_uid = box.ReferencedBasicAnnotationBoxSequence[0].ReferencedSOPInstanceUID
+        text = Dataset()
+        text.AnnotationPosition = 1
+        text.TextString = "OWNER"
+
+        # every N-SET, N-ACTION and N-DELETE of another association: no such SOP instance
+        for status in (
+            other.set(_copies(2), BASIC_FILM_SESSION, session_uid)[0],
+            other.set(_magnification("CUBIC"), BASIC_FILM_BOX, film_box_uid)[0],
+            other.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0],
+            other.set(text, BASIC_ANNOTATION_BOX, annotation_uid, meta=None)[0],
+            other.action(BASIC_FILM_BOX, film_box_uid)[0],
+            other.action(BASIC_FILM_SESSION, session_uid)[0],
+            other.delete(BASIC_FILM_BOX, film_box_uid),
+            other.delete(BASIC_FILM_SESSION, session_uid),
+            other.delete(PRESENTATION_LUT, lut_uid, meta=None),
+        ):
+            assert status.Status == 0x0112, status
+            assert status.ErrorComment
+        # nor may it reference them: an unknown film session or Presentation LUT
+        assert other.film_box(session_uid)[0].Status == 0x0106
+        own_session = other.session()
+        status, _ = other.film_box(own_session, ReferencedPresentationLUTSequence=[_ref(lut_uid)])
+        assert status.Status == 0x0106
+        assert films == [] and repository(server).jobs() == []
+
+        # the owner's instances are untouched and all its operations succeed
+        assert (
+            owner.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0].Status
+            == 0
+        )
+        assert owner.set(text, BASIC_ANNOTATION_BOX, annotation_uid, meta=None)[0].Status == 0
+        assert owner.set(_magnification("CUBIC"), BASIC_FILM_BOX, film_box_uid)[0].Status == 0
+        assert owner.set(_copies(2), BASIC_FILM_SESSION, session_uid)[0].Status == 0
+        assert owner.action(BASIC_FILM_SESSION, session_uid)[0].Status == 0
+        assert [str(a.TextString) for a in films[0].annotations] == ["OWNER"]
+        assert owner.delete(BASIC_FILM_BOX, film_box_uid).Status == 0
+        assert owner.delete(BASIC_FILM_SESSION, session_uid).Status == 0
+        assert owner.delete(PRESENTATION_LUT, lut_uid, meta=None).Status == 0
+    finally:
+        owner.assoc.release()
+        other.assoc.release()
+
+
+def _magnification(value: str) -> Dataset:
+    data = Dataset()
+    data.MagnificationType = value
+    return data
+
+
+def _ref(lut_uid: str) -> Dataset:
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = PRESENTATION_LUT
+    reference.ReferencedSOPInstanceUID = lut_uid
+    return reference
+
+
+# Presentation LUT N-CREATE ---------------------------------------------------------------------
+
+
+def _lut_item(descriptor: list[int], data: list[int] | None) -> Dataset:
+    """A Presentation LUT Sequence item, its LUT Data as OW (16 bits per entry)."""
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    if data is not None:
+        item.add_new("LUTData", "OW", b"".join(value.to_bytes(2, "little") for value in data))
+    return item
+
+
+def _ramp(entries: int, bits: int) -> list[int]:
+    return [value * ((1 << bits) - 1) // (entries - 1) for value in range(entries)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "items", "status", "comment"),
+    [
+        (None, None, 0x0120, "PresentationLUTShape or PresentationLUTSequence required"),
+        ("", None, 0x0120, "PresentationLUTShape or PresentationLUTSequence required"),
+        (None, [], 0x0120, "PresentationLUTShape or PresentationLUTSequence required"),
+        ("GAMMA", None, 0x0106, "PresentationLUTShape 'GAMMA' invalid"),
+        ("INVERSE", None, 0x0106, "PresentationLUTShape 'INVERSE' invalid"),
+        ("IDENTITY", [([256, 0, 12], _ramp(256, 12))], 0x0106, "are exclusive"),
+        (None, [([256, 0, 12], _ramp(256, 12))] * 2, 0x0106, "has 2 items, not 1"),
+        (None, [([256, 0, 12], None)], 0x0120, "LUTData missing"),
+        (None, [([256, 0, 8], _ramp(256, 8))], 0x0106, "LUTDescriptor [256, 0, 8] invalid"),
+        (None, [([256, 5, 12], _ramp(256, 12))], 0x0106, "LUTDescriptor [256, 5, 12] invalid"),
+        (None, [([300, 0, 12], _ramp(300, 12))], 0x0106, "LUTDescriptor [300, 0, 12] invalid"),
+        (None, [([256, 0, 12], _ramp(255, 12))], 0x0106, "LUTData has 255 values"),
+        (None, [([256, 0, 10], _ramp(256, 12))], 0x0106, "LUTData values exceed 10 bits"),
+        ("IDENTITY", None, 0x0000, ""),
+        ("LIN OD", None, 0x0000, ""),
+        (None, [([256, 0, 10], _ramp(256, 10))], 0x0000, ""),
+        (None, [([4096, 0, 12], _ramp(4096, 12))], 0x0000, ""),
+        (None, [([0, 0, 16], _ramp(65536, 16))], 0x0000, ""),
+    ],
+)
+def test_presentation_lut_attributes(
+    scu: PrintScu,
+    caplog: pytest.LogCaptureFixture,
+    shape: str | None,
+    items: list[tuple[list[int], list[int] | None]] | None,
+    status: int,
+    comment: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub.dicom")
+    data = Dataset()
+    if shape is not None:
+        data.PresentationLUTShape = shape
+    if items is not None:
+        data.PresentationLUTSequence = [_lut_item(*item) for item in items]
+    answer, _ = scu.create(data if len(data) else None, PRESENTATION_LUT, meta=None)
+    assert answer.Status == status
+    assert answer.AffectedSOPClassUID == PRESENTATION_LUT
+    if status:
+        assert comment in str(answer.ErrorComment)
+        assert _refused(caplog, status), caplog.messages
+    else:
+        assert "ErrorComment" not in answer
+
+
+def test_a_presentation_lut_sequence_is_printed(
+    scu: PrintScu, printed: tuple[Listener, list[FilmJob]]
+) -> None:
+    _, films = printed
+    data = Dataset()
+    data.PresentationLUTSequence = [_lut_item([256, 0, 12], _ramp(256, 12)[::-1])]  # inverting
+    status, _ = scu.create(data, PRESENTATION_LUT, meta=None)
+    assert status.Status == 0x0000
+    session_uid = scu.session()
+    reference = [_ref(str(status.AffectedSOPInstanceUID))]
+    created, box = scu.film_box(
+        session_uid, "STANDARD\\1,1", ReferencedPresentationLUTSequence=reference
+    )
+    assert box is not None
+    image_box_uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    image = grayscale_image_box(1)
+    image.BasicGrayscaleImageSequence[0].PixelData = bytes([40] * 12)
+    assert scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0].Status == 0x0000
+    assert scu.action(BASIC_FILM_BOX, str(created.AffectedSOPInstanceUID))[0].Status == 0x0000
+    (film,) = films
+    assert film.presentation_lut is not None
+    pixels = compose_film(film)
+    assert pixels[pixels.shape[0] // 2, pixels.shape[1] // 2] == 215  # 255 - 40: the LUT applies
+
+
+def test_presentation_lut_is_read_once_per_film_box(
+    scu: PrintScu, printed: tuple[Listener, list[FilmJob]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, films = printed
+    lut = Dataset()
+    lut.PresentationLUTShape = "LIN OD"
+    lut_uid = str(scu.create(lut, PRESENTATION_LUT, meta=None)[0].AffectedSOPInstanceUID)
+    session_uid = scu.session()
+    boxes = []
+    for _ in range(2):
+        created, box = scu.film_box(session_uid, "STANDARD\\2,2")
+        assert box is not None
+        boxes.append(str(created.AffectedSOPInstanceUID))
+        for position, reference in enumerate(box.ReferencedImageBoxSequence, start=1):
+            image = grayscale_image_box(position)
+            image.ReferencedPresentationLUTSequence = [_ref(lut_uid)]
+            uid = reference.ReferencedSOPInstanceUID
+            assert scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, uid)[0].Status == 0x0000
+    assert isinstance(server, AsyncioDicomServer)
+    jobs = server.engine.services.print_management.repository
+    reads: list[str] = []
+    get = jobs.get
+
+    def counted(uid: str, association_uid: str | None = None) -> Any:
+        reads.append(uid)
+        return get(uid, association_uid)
+
+    monkeypatch.setattr(jobs, "get", counted)
+    assert scu.action(BASIC_FILM_BOX, boxes[0])[0].Status == 0x0000
+    assert reads.count(lut_uid) == 1  # four image boxes, one film box
+    reads.clear()
+    assert scu.action(BASIC_FILM_SESSION, session_uid)[0].Status == 0x0000
+    assert reads.count(lut_uid) == 2  # two film boxes
+    assert len(films) == 3
+    assert all(film.image_luts == [film.image_luts[0]] * 4 for film in films)
+    assert all(
+        lut is not None and lut.PresentationLUTShape == "LIN OD" for lut in films[0].image_luts
+    )
+
+
+# Print failures: the printer's, composition's, and a film with too many pixels ----------------
+
+
+@pytest.fixture
+def failing(server_factory: ServerFactory) -> tuple[Listener, list[Exception]]:
+    """A server whose print hook raises the next exception of the list it returns."""
+    failures: list[Exception] = []
+    server = server_factory()
+    assert isinstance(server, AsyncioDicomServer)
+
+    def compose(film: FilmJob) -> None:
+        raise failures.pop(0)
+
+    server.engine.services.print_management.compose = compose
+    return server, failures
+
+
+def _one_film(scu: PrintScu) -> tuple[str, str]:
+    session_uid = scu.session()
+    created, box = scu.film_box(session_uid, "STANDARD\\1,1")
+    assert box is not None
+    uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    assert scu.set(grayscale_image_box(1), BASIC_GRAYSCALE_IMAGE_BOX, uid)[0].Status == 0x0000
+    return session_uid, str(created.AffectedSOPInstanceUID)
+
+
+@pytest.mark.parametrize(
+    ("failure", "target", "status", "comment"),
+    [
+        (
+            PrintRelayFailed("printer 'x' refused it"),
+            BASIC_FILM_SESSION,
+            0xC601,
+            "printer 'x' refused it",
+        ),
+        (
+            PrintRelayFailed("printer 'x' refused it"),
+            BASIC_FILM_BOX,
+            0xC602,
+            "printer 'x' refused it",
+        ),
+        (
+            PrintJobFailed("printer 'x' unavailable"),
+            BASIC_FILM_SESSION,
+            0xC601,
+            "printer 'x' unavailable",
+        ),
+        (
+            RuntimeError("boom"),
+            BASIC_FILM_SESSION,
+            0x0110,
+            "film could not be composed: RuntimeError",
+        ),
+        (MemoryError(), BASIC_FILM_BOX, 0x0110, "film could not be composed: MemoryError"),
+        (
+            OutOfResources("storage full"),
+            BASIC_FILM_BOX,
+            0x0110,
+            "film could not be composed: storage full",
+        ),
+    ],
+)
+def test_print_failures_have_the_standard_statuses(
+    failing: tuple[Listener, list[Exception]],
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    target: str,
+    status: int,
+    comment: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub")
+    server, failures = failing
+    failures.append(failure)
+    scu = PrintScu(server)
+    try:
+        session_uid, film_box_uid = _one_film(scu)
+        uid = session_uid if target == BASIC_FILM_SESSION else film_box_uid
+        answer, reply = scu.action(target, uid)
+    finally:
+        scu.assoc.release()
+    assert answer.Status == status
+    assert answer.ErrorComment == comment
+    assert answer.AffectedSOPClassUID == target
+    assert reply is None
+    (job,) = repository(server).jobs()
+    assert job.status is ExecutionStatus.FAILURE
+    assert job.detail
+    assert _refused(caplog, status), caplog.messages
+    assert any(
+        r.levelno == logging.ERROR
+        and r.getMessage().startswith(f"print job {job.sop_instance_uid}")
+        for r in caplog.records
+    )
+
+
+def test_a_film_over_the_pixel_cap_is_refused(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicomhub.dicom")
+    server = server_factory(print_film_dpi=600)
+    scu = PrintScu(server)
+    try:
+        session_uid = scu.session()
+        status, box = scu.film_box(
+            session_uid, FilmSizeID="14INX17IN", RequestedResolutionID="HIGH"
+        )
+        assert status.Status == 0x0213
+        assert (
+            status.ErrorComment
+            == f"14INX17IN at 1200 dpi: 342720000 pixels, limit {MAX_FILM_PIXELS}"
+        )
+        assert box is None
+        assert _refused(caplog, 0x0213), caplog.messages
+        # the same film at the standard resolution is printed
+        assert scu.film_box(session_uid, FilmSizeID="14INX17IN")[0].Status == 0x0000
+    finally:
+        scu.assoc.release()

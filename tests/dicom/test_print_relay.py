@@ -24,6 +24,7 @@ from dicomhub.config import PeerConfig
 from dicomhub.conformance import (
     BASIC_ANNOTATION_BOX,
     BASIC_FILM_BOX,
+    BASIC_FILM_SESSION,
     BASIC_GRAYSCALE_IMAGE_BOX,
     PRESENTATION_LUT,
 )
@@ -117,8 +118,9 @@ def printer(tmp_path: Path) -> Iterator[Printer]:
             process.wait()
 
 
-def print_one_film(scu: PrintScu, **film_box: Any) -> tuple[int, str]:
-    """Session, 1x2 film box, one image box set, N-ACTION print: (Status, ErrorComment)."""
+def print_one_film(scu: PrintScu, action: str = BASIC_FILM_BOX, **film_box: Any) -> tuple[int, str]:
+    """Session, 1x2 film box, one image box set, N-ACTION print of the film box (or, with
+    ``action`` BASIC_FILM_SESSION, of the session): (Status, ErrorComment)."""
     session_uid = scu.session(NumberOfCopies="1", MediumType="PAPER", FilmDestination="MAGAZINE")
     attributes = {"FilmOrientation": "PORTRAIT", "FilmSizeID": "8INX10IN", **film_box}
     status, box = scu.film_box(session_uid, "STANDARD\\1,2", **attributes)
@@ -127,7 +129,7 @@ def print_one_film(scu: PrintScu, **film_box: Any) -> tuple[int, str]:
     uid = box.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
     status, _ = scu.set(grayscale_image_box(1, 16, 16), BASIC_GRAYSCALE_IMAGE_BOX, uid)
     assert status.Status == 0x0000
-    status, _ = scu.action(BASIC_FILM_BOX, film_box_uid)
+    status, _ = scu.action(action, film_box_uid if action == BASIC_FILM_BOX else session_uid)
     return int(status.Status), str(status.get("ErrorComment", ""))
 
 
@@ -138,10 +140,12 @@ def relay_server(server_factory: ServerFactory, port: int) -> Listener:
     )
 
 
-def print_through(server: Listener, **film_box: str) -> tuple[int, str]:
+def print_through(
+    server: Listener, action: str = BASIC_FILM_BOX, **film_box: str
+) -> tuple[int, str]:
     scu = PrintScu(server)
     try:
-        return print_one_film(scu, **film_box)
+        return print_one_film(scu, action, **film_box)
     finally:
         scu.assoc.release()
 
@@ -169,20 +173,29 @@ def test_relayed_film_is_printed_on_the_printer(
     assert all(job.status is ExecutionStatus.DONE for job in jobs.jobs())
 
 
+@pytest.mark.parametrize(
+    ("action", "status"), [(BASIC_FILM_BOX, 0xC602), (BASIC_FILM_SESSION, 0xC601)]
+)
 def test_printer_refusal_reaches_the_modality(
-    server_factory: ServerFactory, printer: Printer
+    server_factory: ServerFactory, printer: Printer, action: str, status: int
 ) -> None:
+    """PS3.4 H.4.2.2.4.2 / H.4.1.2.4.2: unable to create the print job, per N-ACTION."""
     server = relay_server(server_factory, printer.port)
-    status, comment = print_through(server, FilmSizeID="14INX14IN")
-    assert status == 0xC602
+    answer, comment = print_through(server, action, FilmSizeID="14INX14IN")
+    assert answer == status
     assert "printer 'printer' refused the Film Box N-CREATE with status 0x" in comment
     assert not list((printer.directory / "database").glob("SP_*.dcm"))
 
 
-def test_printer_down_fails_the_print(server_factory: ServerFactory) -> None:
+@pytest.mark.parametrize(
+    ("action", "status"), [(BASIC_FILM_BOX, 0xC602), (BASIC_FILM_SESSION, 0xC601)]
+)
+def test_printer_down_fails_the_print(
+    server_factory: ServerFactory, action: str, status: int
+) -> None:
     server = relay_server(server_factory, free_port())
-    status, comment = print_through(server)
-    assert status == 0xC602
+    answer, comment = print_through(server, action)
+    assert answer == status
     assert comment.startswith("printer 'printer' unavailable: cannot connect to PRINTER@"), comment
     jobs = PrintRepository(server.runtime.db)
     [job] = jobs.jobs()
@@ -206,7 +219,9 @@ def test_presentation_lut_is_relayed(server_factory: ServerFactory, printer: Pri
     try:
         reference = _lut(scu, "LIN OD")
         status, comment = print_one_film(
-            scu, ReferencedPresentationLUTSequence=[reference], AnnotationDisplayFormatID="LABEL"
+            scu,
+            ReferencedPresentationLUTSequence=[reference],
+            AnnotationDisplayFormatID="LABEL",
         )
     finally:
         scu.assoc.release()

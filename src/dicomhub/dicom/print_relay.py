@@ -17,8 +17,9 @@ printer creates are set.  A printer that does not accept them prints the film wi
 own default LUT, no annotation), and the log says so.
 
 A failure status from the printer, or a printer that cannot be reached, raises
-``PrintRelayFailed`` (0xC602) whose text says what the printer answered; the print service
-sends it as the ErrorComment of the modality's N-ACTION.
+``PrintRelayFailed`` whose text says what the printer answered; the print service answers the
+modality's N-ACTION with 0xC601 (Film Session) or 0xC602 (Film Box) and that text as its
+ErrorComment.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ included), with its parent (film box -> film session, image box -> film box) so 
 its children (ON DELETE CASCADE).  ``print_jobs`` records every N-ACTION print: who printed,
 when, the film boxes and their layout, the number of copies and the outcome.
 
-A film session or presentation LUT belongs to the association that created it
-(``association_uid``): PS3.4 H scopes the film session hierarchy to the association, so
-``release_association`` deletes them when it ends (what was printed stays in ``print_jobs``
-and ``print_films``).  ``print_films`` holds one row per film of a print job, with the
+Every instance records the association that created it (``association_uid``; a film box and
+its image and annotation boxes that of their film session's association): PS3.4 H scopes the
+film session hierarchy and presentation LUTs to the association, so the print service finds an
+instance only for the association that created it (``get`` with ``association_uid``), and
+``release_association`` deletes them when it ends (what was printed stays in ``print_jobs`` and
+``print_films``).  ``print_films`` holds one row per film of a print job, with the
 Secondary Capture print-to-archive stored for it and its PNG; ``job_page`` lists jobs with
 their films, newest first, a page at a time (for the web).
 
@@ -240,9 +242,12 @@ class PrintRepository:
 
     # Instances --------------------------------------------------------------------------------
 
-    def get(self, sop_instance_uid: str) -> PrintObject | None:
-        """An instance by its SOP Instance UID."""
+    def get(self, sop_instance_uid: str, association_uid: str | None = None) -> PrintObject | None:
+        """An instance by its SOP Instance UID; with ``association_uid``, only when that
+        association created it (None for another association's instance)."""
         query = select(print_objects).where(print_objects.c.sop_instance_uid == sop_instance_uid)
+        if association_uid is not None:
+            query = query.where(print_objects.c.association_uid == association_uid[:64])
         with self.db.read() as conn:
             row = conn.execute(query).first()
         return None if row is None else _object(row)
@@ -278,14 +283,15 @@ class PrintRepository:
         association_uid: str = "",
     ) -> PrintObject:
         """Record an N-CREATE (with the children the SCP creates for it, in one transaction);
-        ``InstanceExists`` when a SOP Instance UID is known already.  ``association_uid``
-        marks an instance that lives as long as its association (film session, LUT)."""
+        ``InstanceExists`` when a SOP Instance UID is known already.  ``association_uid`` is
+        the association that creates the instance and its children, which live as long as it
+        does and are found for it only."""
         now = utc_now()
         common = {
             "calling_ae_title": calling_ae_title[:16],
             "created_at": now,
             "updated_at": now,
-            "association_uid": "",
+            "association_uid": association_uid[:64],
         }
         try:
             with self.db.write() as conn:
@@ -306,7 +312,7 @@ class PrintRepository:
                             parent_fk=parent_id,
                             position=0,
                             attributes=attributes,
-                            **{**common, "association_uid": association_uid[:64]},
+                            **common,
                         )
                         .returning(print_objects.c.id)
                     ).scalar_one()
@@ -352,8 +358,9 @@ class PrintRepository:
         return _object(row)
 
     def release_association(self, association_uid: str) -> int:
-        """Delete the film sessions and LUTs an association created, with everything below
-        them (PS3.4 H: they live as long as the association); the number of instances."""
+        """Delete the instances an association created: film sessions and LUTs with
+        everything below them (PS3.4 H: they live as long as the association); the number of
+        instances."""
         if not association_uid:
             return 0
         owned = print_objects.c.association_uid == association_uid

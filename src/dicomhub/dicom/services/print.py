@@ -13,23 +13,29 @@ The SCU builds a film session hierarchy and prints it:
 
 Values are checked against PS3.3 C.13 (0x0106 with the offending attribute as the Attribute
 List; 0x0120 / 0x0121 when a required one is absent or empty); a Film Box whose Image Display
-Format has more image boxes than its film holds is refused with 0x0106.  An image larger than
-its image box (``imaging.geometry``) is decimated (Warning 0xB60A), demagnified (0xB604) or
-cropped (0xB609), or refused (0xC603) when Requested Decimate/Crop Behavior is FAIL: at the
-Image Box N-SET and again at the print, as PS3.4 H.4.3 and H.4.2.2.4 define.  Other warnings:
-0xB602 (session printed with no image), 0xB603 (film box printed with no image).  Failures:
-0xC600 (session printed without film box), 0xC602 (the print hook failed; a
-``PrintJobFailed`` it raises, such as the print relay's, keeps its ErrorComment), 0x0112
-(unknown or deleted instance), 0x0111 (N-CREATE of an existing UID), 0x0123 (action type other
-than 1), 0x0211 (an operation the SOP class does not define).  Every warning and failure
-carries an ErrorComment and is logged.
+Format has more image boxes than its film holds is refused with 0x0106, one whose film would
+have more than ``MAX_FILM_PIXELS`` pixels with 0x0213.  A Presentation LUT needs a Presentation
+LUT Shape (IDENTITY, LIN OD) or a well-formed Presentation LUT Sequence, not both (0x0120 with
+neither, 0x0106 otherwise).  An image larger than its image box (``imaging.geometry``) is
+decimated (Warning 0xB60A), demagnified (0xB604) or cropped (0xB609), or refused (0xC603) when
+Requested Decimate/Crop Behavior is FAIL: at the Image Box N-SET and again at the print, as
+PS3.4 H.4.3 and H.4.2.2.4 define.  Other warnings: 0xB602 (session printed with no image),
+0xB603 (film box printed with no image).  Failures: 0xC600 (session printed without film box);
+a printer that refuses the print job or cannot be reached (a ``PrintJobFailed`` the print hook
+raises, such as the print relay's, whose text is kept as ErrorComment) 0xC601 for a Film
+Session N-ACTION and 0xC602 for a Film Box N-ACTION (PS3.4 H.4.1.2.4.2, H.4.2.2.4.2); any other
+failure of the print hook (composing or storing the film) 0x0110; 0x0112 (unknown or deleted
+instance, or one another association created), 0x0111 (N-CREATE of an existing UID), 0x0123
+(action type other than 1), 0x0211 (an operation the SOP class does not define).  Every
+warning and failure carries an ErrorComment and is logged.
 
 Every instance lives in the database (``index.print_jobs``), so any dicomhub process sharing it
 serves the session.  A film session (with its film boxes and image boxes) and a presentation LUT
-live as long as the association that created them (PS3.4 H): ``association_ended`` deletes
-them; the print jobs and films recorded stay.  A print records a print job with its films and
-hands each film box, as a ``FilmJob``, to the ``compose`` hook (print-to-archive, print
-relay), when one is set.
+belong to the association that created them (PS3.4 H): only that association finds them (by
+SOP Instance UID, or as the film session or Presentation LUT a film box or image box
+references), and ``association_ended`` deletes them; the print jobs and films recorded stay.
+A print records a print job with its films and hands each film box, as a ``FilmJob``, to the
+``compose`` hook (print-to-archive, print relay), when one is set, one film at a time.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
@@ -62,8 +69,9 @@ from dicomhub.conformance import (
 from dicomhub.dicom.peers import AccessPolicy, AssociationInfo
 from dicomhub.errors import (
     CannotUnderstand,
+    DicomhubError,
     FilmSessionEmpty,
-    ImageTooLarge,
+    FilmSessionPrintJobFailed,
     InvalidAttributeValue,
     InvalidSOPInstance,
     MissingAttribute,
@@ -71,6 +79,7 @@ from dicomhub.errors import (
     NoSuchActionType,
     NoSuchInstance,
     PrintJobFailed,
+    PrintProcessingFailure,
     UnrecognizedOperation,
 )
 from dicomhub.header import is_valid_uid
@@ -78,14 +87,16 @@ from dicomhub.imaging.film import film_fits, image_shape
 from dicomhub.imaging.geometry import (
     ANNOTATION_BOXES,
     Fit,
+    checked_placement,
     film_geometry,
-    image_placement,
+    parse_display_format,
 )
 from dicomhub.index.print_jobs import (
     ExecutionStatus,
     FilmJob,
     NewObject,
     PrintedFilm,
+    PrintJob,
     PrintKind,
     PrintObject,
     PrintRepository,
@@ -281,25 +292,15 @@ def check_densities(data: Dataset, merged: Dataset) -> None:
 
 
 def image_display_cells(value: str) -> int:
-    """The number of image boxes of an Image Display Format (PS3.3 C.13.5.1)."""
-    parts = value.split("\\")
-    kind = parts[0].strip().upper()
+    """The number of image boxes of an Image Display Format (PS3.3 C.13.5.1) that dicomhub
+    prints: STANDARD, ROW and COL, parsed by ``imaging.geometry`` (which also lays the film
+    out); ``ValueError`` for any other format (SLIDE, SUPERSLIDE, CUSTOM) or more than
+    ``MAX_CELLS`` image boxes."""
     try:
-        numbers = [int(n) for n in ",".join(parts[1:]).split(",")] if len(parts) > 1 else []
-    except ValueError:
-        raise ValueError(f"ImageDisplayFormat {value!r} has a non-numeric size") from None
-    if any(n < 1 for n in numbers):
-        raise ValueError(f"ImageDisplayFormat {value!r} has an empty row or column")
-    if kind == "STANDARD" and len(numbers) == 2:
-        cells = numbers[0] * numbers[1]
-    elif kind in ("ROW", "COL") and numbers:
-        cells = sum(numbers)
-    elif kind == "SLIDE" and not numbers:
-        cells = 35
-    elif kind == "SUPERSLIDE" and not numbers:
-        cells = 40
-    else:
-        raise ValueError(f"ImageDisplayFormat {value!r} is not supported")
+        kind, counts = parse_display_format(value)
+    except InvalidAttributeValue as exc:
+        raise ValueError(str(exc)) from None
+    cells = counts[0] * counts[1] if kind == "STANDARD" else sum(counts)
     if cells > MAX_CELLS:
         raise ValueError(f"ImageDisplayFormat {value!r} has more than {MAX_CELLS} cells")
     return cells
@@ -342,6 +343,86 @@ def check_image(item: Dataset, color: bool) -> None:
             f"{where} PixelData has {len(pixels)} bytes, {needed} needed",
             Dataset(),
         )
+
+
+PRESENTATION_LUT_SHAPES = ("IDENTITY", "LIN OD")
+"""Presentation LUT Shape values of a hardcopy Presentation LUT (PS3.3 C.11.4)."""
+PRESENTATION_LUT_ENTRIES = (256, 4096, 65536)
+"""Entries of a Presentation LUT Sequence LUT: one per input value of an 8, 12 or 16 bit image
+(PS3.3 C.11.4.1; 65536 is sent as 0)."""
+PRESENTATION_LUT_BITS = (10, 16)
+"""Smallest and largest bits per LUT Data entry (PS3.3 C.11.4.1)."""
+
+
+def _lut_values(value: Any) -> list[int]:
+    """LUT Descriptor or LUT Data as numbers: OW (bytes, 16 bits each, little endian, as
+    ``to_bytes`` keeps them) or US/SS (one number or several)."""
+    if isinstance(value, bytes | bytearray):
+        return [int(v) for v in np.frombuffer(bytes(value)[: len(value) // 2 * 2], "<u2")]
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value]
+
+
+def check_presentation_lut(data: Dataset) -> None:
+    """A Presentation LUT N-CREATE (PS3.4 H.4.9, PS3.3 C.11.4): a Presentation LUT Shape of
+    IDENTITY or LIN OD, or a Presentation LUT Sequence of one item whose LUT Descriptor has
+    256, 4096 or 65536 entries, first value mapped 0 and 10 to 16 bits, and whose LUT Data has
+    that many values within those bits; one or the other, not both.  0x0120 with neither (or
+    an item without LUT Descriptor or LUT Data), 0x0106 with the offending attribute
+    otherwise."""
+    shape_given = "PresentationLUTShape" in data and not data["PresentationLUTShape"].is_empty
+    sequence_given = (
+        "PresentationLUTSequence" in data and not data["PresentationLUTSequence"].is_empty
+    )
+    if shape_given and sequence_given:
+        both = Dataset()
+        both.PresentationLUTShape = data.PresentationLUTShape
+        both.PresentationLUTSequence = data.PresentationLUTSequence
+        raise InvalidAttributeValue(
+            "PresentationLUTShape and PresentationLUTSequence are exclusive", both
+        )
+    if not shape_given and not sequence_given:
+        raise MissingAttribute("PresentationLUTShape or PresentationLUTSequence required")
+    if shape_given:
+        shape = _text(data.PresentationLUTShape)
+        if shape not in PRESENTATION_LUT_SHAPES:
+            raise InvalidAttributeValue(
+                f"PresentationLUTShape {shape[:16]!r} invalid (IDENTITY, LIN OD)",
+                _attribute_list(data, "PresentationLUTShape"),
+            )
+        return
+    sequence = data.PresentationLUTSequence
+    if len(sequence) != 1:
+        raise InvalidAttributeValue(
+            f"PresentationLUTSequence has {len(sequence)} items, not 1",
+            _attribute_list(data, "PresentationLUTSequence"),
+        )
+    item = sequence[0]
+    for keyword in ("LUTDescriptor", "LUTData"):
+        if keyword not in item or item[keyword].is_empty:
+            raise MissingAttribute(f"PresentationLUTSequence {keyword} missing")
+    descriptor = _lut_values(item.LUTDescriptor)
+    offending = Dataset()
+    offending_item = Dataset()
+    offending_item.LUTDescriptor = item.LUTDescriptor
+    offending.PresentationLUTSequence = [offending_item]
+    low, high = PRESENTATION_LUT_BITS
+    if (
+        len(descriptor) != 3
+        or (descriptor[0] or 65536) not in PRESENTATION_LUT_ENTRIES
+        or descriptor[1] != 0
+        or not low <= descriptor[2] <= high
+    ):
+        raise InvalidAttributeValue(f"LUTDescriptor {descriptor[:3]} invalid", offending)
+    entries, bits = descriptor[0] or 65536, descriptor[2]
+    values = _lut_values(item.LUTData)
+    if len(values) != entries:
+        raise InvalidAttributeValue(
+            f"LUTData has {len(values)} values, LUTDescriptor says {entries}", offending
+        )
+    if max(values) >= 1 << bits:
+        raise InvalidAttributeValue(f"LUTData values exceed {bits} bits", offending)
 
 
 def to_bytes(data: Dataset) -> bytes:
@@ -453,9 +534,12 @@ class PrintService:
             raise InvalidSOPInstance(f"Affected SOP Instance UID {uid[:64]!r} is not a UID")
         return uid
 
-    def _instance(self, request: PrintRequest) -> PrintObject:
+    def _instance(self, info: AssociationInfo, request: PrintRequest) -> PrintObject:
+        """The instance a request names, when this association created it: PS3.4 H scopes
+        the film session hierarchy and presentation LUTs to their association, so another
+        association's instance is ``NoSuchInstance`` (0x0112), like an unknown one."""
         uid = _text(request.sop_instance_uid)
-        found = self.repository.get(uid) if uid else None
+        found = self.repository.get(uid, info.association_uid) if uid else None
         if found is None or found.sop_class_uid != request.sop_class_uid:
             raise NoSuchInstance(f"no {request.sop_class_uid} instance {uid[:64]}")
         return found
@@ -478,7 +562,7 @@ class PrintService:
         return PrintResult(uid, data if len(data) else None)
 
     def _set_film_session(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
-        session = self._instance(request)
+        session = self._instance(info, request)
         data = request.data or Dataset()
         check_copies(data, self.settings.print_max_copies)
         check_values(data, FILM_SESSION_VALUES, "Film Session")
@@ -502,13 +586,13 @@ class PrintService:
         film_geometry(data, self.settings.print_film_dpi)  # fits its film (0x0106 otherwise)
         references = _require(data, "ReferencedFilmSessionSequence", "Film Box")
         session_uid = _text(references[0].get("ReferencedSOPInstanceUID"))
-        session = self.repository.get(session_uid) if session_uid else None
+        session = self.repository.get(session_uid, info.association_uid) if session_uid else None
         if session is None or session.kind is not PrintKind.FILM_SESSION:
             raise InvalidAttributeValue(
                 f"Referenced Film Session {session_uid[:40]} unknown",
                 _attribute_list(data, "ReferencedFilmSessionSequence"),
             )
-        self._check_lut_reference(data)
+        self._check_lut_reference(info, data)
         uid = self._new_uid(request)
         color = request.context_sop_class_uid == BASIC_COLOR_PRINT_META
         image_class = BASIC_COLOR_IMAGE_BOX if color else BASIC_GRAYSCALE_IMAGE_BOX
@@ -554,13 +638,16 @@ class PrintService:
             calling_ae_title=info.calling_ae_title,
             parent_id=session.id,
             children=tuple(children),
+            association_uid=info.association_uid,
         )
         return PrintResult(uid, response)
 
-    def _check_lut_reference(self, data: Dataset) -> None:
+    def _check_lut_reference(self, info: AssociationInfo, data: Dataset) -> None:
+        """A Referenced Presentation LUT Sequence names a Presentation LUT of this
+        association (0x0106 otherwise)."""
         for item in data.get("ReferencedPresentationLUTSequence") or []:
             lut_uid = _text(item.get("ReferencedSOPInstanceUID"))
-            found = self.repository.get(lut_uid) if lut_uid else None
+            found = self.repository.get(lut_uid, info.association_uid) if lut_uid else None
             if found is None or found.kind is not PrintKind.PRESENTATION_LUT:
                 raise InvalidAttributeValue(
                     f"Referenced Presentation LUT {lut_uid[:40]} unknown",
@@ -568,7 +655,7 @@ class PrintService:
                 )
 
     def _set_film_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
-        box = self._instance(request)
+        box = self._instance(info, request)
         data = request.data or Dataset()
         current = from_bytes(box.attributes)
         for keyword in FILM_BOX_CREATE_ONLY:
@@ -579,14 +666,14 @@ class PrintService:
                 )
         check_values(data, FILM_BOX_SETTABLE, "Film Box")
         check_densities(data, _merge(from_bytes(box.attributes), data))
-        self._check_lut_reference(data)
+        self._check_lut_reference(info, data)
         self.repository.update(box.id, to_bytes(_merge(current, data)))
         return PrintResult(box.sop_instance_uid)
 
     # Image and annotation boxes ---------------------------------------------------------------
 
     def _set_image_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
-        box = self._instance(request)
+        box = self._instance(info, request)
         data = request.data or Dataset()
         color = request.sop_class_uid == BASIC_COLOR_IMAGE_BOX
         position = _text(_require(data, "ImageBoxPosition", "Image Box"))
@@ -607,7 +694,7 @@ class PrintService:
             raise MissingAttribute(f"Image Box {wanted} missing")
         for item in data[wanted].value:
             check_image(item, color)
-        self._check_lut_reference(data)
+        self._check_lut_reference(info, data)
         merged = _merge(from_bytes(box.attributes), data)
         fit = self._fit(box, merged)
         self.repository.update(box.id, to_bytes(merged))
@@ -627,17 +714,10 @@ class PrintService:
         if not 1 <= box.position <= len(geometry.cells):
             return Fit.FITS
         cell = geometry.cells[box.position - 1]
-        placement = image_placement(cell, *shape, image_box, film, geometry.dpi)
-        if placement.fit is Fit.TOO_LARGE:
-            raise ImageTooLarge(
-                f"image {shape[1]}x{shape[0]} larger than image box {box.position}: needs "
-                f"{placement.columns}x{placement.rows} film pixels, the box has "
-                f"{cell.width}x{cell.height} (RequestedDecimateCropBehavior FAIL)"
-            )
-        return placement.fit
+        return checked_placement(box.position, cell, *shape, image_box, film, geometry.dpi).fit
 
     def _set_annotation_box(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
-        box = self._instance(request)
+        box = self._instance(info, request)
         data = request.data or Dataset()
         position = _text(_require(data, "AnnotationPosition", "Annotation Box"))
         if position != str(box.position):
@@ -653,13 +733,7 @@ class PrintService:
 
     def _create_presentation_lut(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
         data = request.data or Dataset()
-        if "PresentationLUTSequence" not in data:
-            shape = _text(_require(data, "PresentationLUTShape", "Presentation LUT"))
-            if shape not in ("IDENTITY", "LIN OD"):
-                raise InvalidAttributeValue(
-                    f"PresentationLUTShape {shape[:16]!r} invalid",
-                    _attribute_list(data, "PresentationLUTShape"),
-                )
+        check_presentation_lut(data)
         uid = self._new_uid(request)
         self.repository.create(
             PrintKind.PRESENTATION_LUT,
@@ -674,67 +748,66 @@ class PrintService:
     # N-DELETE ---------------------------------------------------------------------------------
 
     def _delete(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
-        instance = self._instance(request)
+        instance = self._instance(info, request)
         self.repository.delete(instance.sop_instance_uid)
         return PrintResult(instance.sop_instance_uid)
 
     # N-ACTION print ---------------------------------------------------------------------------
 
     def _print(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
+        """N-ACTION print of a film session (all its film boxes) or of a film box.
+
+        Every film is checked (layout, size, images that must not be resized) before the
+        print job is recorded; then each film is built again, with its Presentation LUTs, and
+        handed to the ``compose`` hook in turn, so one film's images are in memory at a time
+        (a single film box is built once).  A printer that refuses the film or cannot be
+        reached fails the print with 0xC601 (film session) or 0xC602 (film box), anything else
+        that goes wrong composing or storing it with 0x0110.
+        """
         if request.action_type_id != 1:
             raise NoSuchActionType(f"Action Type ID {request.action_type_id} is not 1 (print)")
-        target = self._instance(request)
+        target = self._instance(info, request)
+        printer_failed: type[PrintJobFailed]
         if target.kind is PrintKind.FILM_SESSION:
             session = target
             boxes = self.repository.children(session.id, PrintKind.FILM_BOX)
             if not boxes:
                 raise FilmSessionEmpty("Film Session has no Film Box to print")
             empty_warning = WARNING_SESSION_EMPTY_PAGE
+            printer_failed = FilmSessionPrintJobFailed
         else:
             parent = self.repository.get_by_id(target.parent_id or 0)
             if parent is None:
                 raise NoSuchInstance(f"Film Box {target.sop_instance_uid} has no film session")
             session, boxes = parent, [target]
             empty_warning = WARNING_FILM_BOX_EMPTY_PAGE
+            printer_failed = PrintJobFailed
         session_data = from_bytes(session.attributes)
         session_data.SOPInstanceUID = session.sop_instance_uid
-        films = [self._film_job(info, session_data, box) for box in boxes]
-        fits = [fit for film in films for fit in self._fits(film)]
+        printed: list[PrintedFilm] = []
+        resized: list[Fit] = []
+        kept: FilmJob | None = None
+        for box in boxes:
+            entry, fits, kept = self._check_film(info, session_data, box, keep=len(boxes) == 1)
+            printed.append(entry)
+            resized += [fit for fit in fits if fit is not Fit.FITS]
         copies = int(_text(session_data.get("NumberOfCopies")) or 1)
         job_uid = str(generate_uid())
         job = self.repository.record_job(
             job_uid,
             film_session_uid=session.sop_instance_uid,
             film_box_uids=[box.sop_instance_uid for box in boxes],
-            layout=[_text(film.film_box.get("ImageDisplayFormat")) for film in films],
+            layout=[entry.image_display_format for entry in printed],
             number_of_copies=copies,
             print_priority=_text(session_data.get("PrintPriority")) or "MED",
             calling_ae_title=info.calling_ae_title,
-            films=[
-                PrintedFilm(
-                    box.sop_instance_uid,
-                    _text(film.film_box.get("ImageDisplayFormat")),
-                    sum(image is not None for image in film.image_boxes),
-                )
-                for box, film in zip(boxes, films, strict=True)
-            ],
+            films=printed,
         )
-        for film in films:
-            film.print_job_uid = job_uid
-            if self.compose is None:
-                continue
-            try:
-                self.compose(film)
-            except PrintJobFailed as exc:
-                LOG.error("print job %s: %s", job_uid, exc)
-                self.repository.finish_job(job.id, ExecutionStatus.FAILURE, str(exc)[:1000])
-                raise
-            except Exception as exc:
-                LOG.exception("print job %s: a film could not be composed", job_uid)
-                self.repository.finish_job(
-                    job.id, ExecutionStatus.FAILURE, f"{type(exc).__name__}: {exc}"[:1000]
-                )
-                raise PrintJobFailed(f"film could not be composed: {type(exc).__name__}") from exc
+        if self.compose is not None:
+            for box in boxes:  # one film in memory at a time
+                film = kept or self._film_job(info, session_data, box)
+                film.print_job_uid = job_uid
+                self._compose(job, film, printer_failed)
         self.repository.finish_job(job.id, ExecutionStatus.DONE)
         response = Dataset()
         reference = Dataset()
@@ -745,35 +818,69 @@ class PrintService:
             "print job %s from %s: %d film(s) x %d copies (%s)",
             job_uid,
             info,
-            len(films),
+            len(printed),
             copies,
             ", ".join(job.layout),
         )
-        if all(not any(film.image_boxes) for film in films):
+        if not any(entry.image_boxes for entry in printed):
             return PrintResult(
                 target.sop_instance_uid, response, empty_warning, "no image box was set"
             )
-        warning = next((fit for fit in fits if fit is not Fit.FITS), None)
-        if warning is not None:
+        if resized:
             return PrintResult(
-                target.sop_instance_uid, response, warning.status, _FIT_COMMENTS[warning]
+                target.sop_instance_uid, response, resized[0].status, _FIT_COMMENTS[resized[0]]
             )
         return PrintResult(target.sop_instance_uid, response)
 
-    def _fits(self, film: FilmJob) -> list[Fit]:
-        """How the images of a film fit; ``ImageTooLarge`` before anything is recorded when
-        one is larger than its box with FAIL behaviour."""
-        fits = film_fits(film, dpi=self.settings.print_film_dpi)
-        for position, fit in enumerate(fits, start=1):
-            if fit is Fit.TOO_LARGE:
-                raise ImageTooLarge(
-                    f"the image of image box {position} is larger than its box "
-                    "(RequestedDecimateCropBehavior FAIL)"
-                )
-        return [fit for fit in fits if fit is not None]
+    def _compose(self, job: PrintJob, film: FilmJob, printer_failed: type[PrintJobFailed]) -> None:
+        """Hand one film to the ``compose`` hook; on failure the job is recorded as FAILURE
+        and the N-ACTION fails: ``printer_failed`` (0xC601 / 0xC602) when the printer refused
+        or could not be reached (``PrintJobFailed``, its text kept as ErrorComment),
+        ``PrintProcessingFailure`` (0x0110) for any other failure."""
+        assert self.compose is not None
+        film_box_uid = str(film.film_box.get("SOPInstanceUID") or "")
+        try:
+            self.compose(film)
+        except PrintJobFailed as exc:
+            LOG.error("print job %s: film box %s: %s", job.sop_instance_uid, film_box_uid, exc)
+            self.repository.finish_job(job.id, ExecutionStatus.FAILURE, exc.message[:1000])
+            raise printer_failed(exc.message) from exc
+        except Exception as exc:
+            LOG.exception(
+                "print job %s: film box %s could not be composed",
+                job.sop_instance_uid,
+                film_box_uid,
+            )
+            reason = exc.message if isinstance(exc, DicomhubError) else type(exc).__name__
+            self.repository.finish_job(
+                job.id, ExecutionStatus.FAILURE, f"{type(exc).__name__}: {exc}"[:1000]
+            )
+            raise PrintProcessingFailure(f"film could not be composed: {reason}") from exc
 
-    def _film_job(self, info: AssociationInfo, session: Dataset, box: PrintObject) -> FilmJob:
+    def _check_film(
+        self, info: AssociationInfo, session: Dataset, box: PrintObject, *, keep: bool
+    ) -> tuple[PrintedFilm, list[Fit], FilmJob | None]:
+        """A film box about to be printed: what the print job records of it, how its images
+        fit (``ImageTooLarge``, 0xC603, when one is larger than its box with FAIL behaviour;
+        ``FilmTooLarge``, 0x0213, for a film with too many pixels) and, with ``keep``, the
+        film itself (built with its Presentation LUTs), else None so that it is released."""
+        film = self._film_job(info, session, box, with_luts=keep)
+        fits = film_fits(film, dpi=self.settings.print_film_dpi)
+        entry = PrintedFilm(
+            box.sop_instance_uid,
+            _text(film.film_box.get("ImageDisplayFormat")),
+            sum(image is not None for image in film.image_boxes),
+        )
+        return entry, [fit for fit in fits if fit is not None], film if keep else None
+
+    def _film_job(
+        self, info: AssociationInfo, session: Dataset, box: PrintObject, *, with_luts: bool = True
+    ) -> FilmJob:
+        """The film of one film box: its attributes, its image boxes' (with their pixel data)
+        and annotation boxes', and (``with_luts``) the Presentation LUTs they reference, each
+        read once for the film box however many image boxes reference it."""
         film_box = from_bytes(box.attributes)
+        luts: dict[str, Dataset | None] | None = {} if with_luts else None
         images: list[Dataset | None] = []
         image_luts: list[Dataset | None] = []
         annotations: list[Dataset] = []
@@ -788,7 +895,7 @@ class PrintService:
                 "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
             )
             images.append(data if sequence else None)
-            image_luts.append(self._lut(data))
+            image_luts.append(self._lut(info, data, luts))
         film_box.SOPInstanceUID = box.sop_instance_uid
         return FilmJob(
             print_job_uid="",
@@ -796,19 +903,32 @@ class PrintService:
             film_box=film_box,
             image_boxes=images,
             annotations=annotations,
-            presentation_lut=self._lut(film_box),
+            presentation_lut=self._lut(info, film_box, luts),
             image_luts=image_luts,
             calling_ae_title=info.calling_ae_title,
             called_ae_title=info.called_ae_title,
             color=color,
         )
 
-    def _lut(self, data: Dataset) -> Dataset | None:
-        """The Presentation LUT a film box or image box references, None for none."""
+    def _lut(
+        self, info: AssociationInfo, data: Dataset, luts: dict[str, Dataset | None] | None
+    ) -> Dataset | None:
+        """The Presentation LUT a film box or image box references (of this association),
+        None for none; ``luts`` holds those read for the film box already, by UID (None:
+        LUTs are not wanted)."""
+        if luts is None:
+            return None
         for item in data.get("ReferencedPresentationLUTSequence") or []:
-            found = self.repository.get(_text(item.get("ReferencedSOPInstanceUID")))
-            if found is not None and found.kind is PrintKind.PRESENTATION_LUT:
-                return from_bytes(found.attributes)
+            uid = _text(item.get("ReferencedSOPInstanceUID"))
+            if uid not in luts:
+                found = self.repository.get(uid, info.association_uid) if uid else None
+                luts[uid] = (
+                    from_bytes(found.attributes)
+                    if found is not None and found.kind is PrintKind.PRESENTATION_LUT
+                    else None
+                )
+            if luts[uid] is not None:
+                return luts[uid]
         return None
 
     # N-GET ------------------------------------------------------------------------------------
