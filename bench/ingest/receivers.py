@@ -228,7 +228,7 @@ class Dicomhub(Receiver):
 
 
 class DicomhubWorkers(Dicomhub):
-    """``dicomhub serve`` with two worker processes sharing the port (SO_REUSEPORT)."""
+    """``dicomhub serve`` with two worker processes sharing the DICOM socket."""
 
     name = "dicomhub-2w"
 
