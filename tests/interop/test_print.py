@@ -153,7 +153,7 @@ def test_image_larger_than_its_box_is_refused(hub: Hub, tmp_path: Path) -> None:
     assert errors and "image box" in errors[0], done.output
     assert done.films == []  # dcmprscu gave up before printing
     assert hub.count("instances") == before
-    hub.wait_for_log(r"N-SET .* refused: 0xC603 image 1024x1024 larger than image box 1")
+    hub.wait_for_log(r"N-SET .* refused: 0xC603 image box 1: image 1024x1024 larger than its box")
     # the session dcmprscu left behind ended with its association
     assert wait_until(lambda: hub.rows("SELECT id FROM print_objects") == [], 10)
     # CROP prints the centre of the image, with the warning
