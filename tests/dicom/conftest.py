@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +47,22 @@ def server_factory(settings: Settings, engine: str) -> Iterator[ServerFactory]:
 def server(server_factory: ServerFactory) -> Listener:
     """A server with default settings (loopback: open)."""
     return server_factory()
+
+
+def echo_status(port: int, context: ssl.SSLContext | None = None) -> int | None:
+    """C-ECHO on a new association to the server at ``port`` (over TLS with ``context``):
+    its status, or None when the association was not established."""
+    ae = AE(ae_title="TESTSCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context("1.2.840.10008.1.1")
+    tls_args = (context, "127.0.0.1") if context is not None else None
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMHUB", tls_args=tls_args)
+    if not assoc.is_established:
+        return None
+    try:
+        return int(assoc.send_c_echo().Status)
+    finally:
+        assoc.release()
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomhub.config import Settings
 from dicomhub.dicom.server import Listener
 from dicomhub.dicom.tls import server_context
-from tests.dicom.conftest import ServerFactory
+from tests.dicom.conftest import ServerFactory, echo_status
 from tests.tls import Certificates, make_certificates
 
 
@@ -29,20 +27,6 @@ def _client_context(certificates: Certificates, *, with_certificate: bool) -> ss
     if with_certificate:
         context.load_cert_chain(certificates.client_certificate, certificates.client_key)
     return context
-
-
-def _echo(server: Listener, context: ssl.SSLContext | None) -> int | None:
-    ae = AE(ae_title="TESTSCU")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    ae.add_requested_context(Verification)
-    tls_args = (context, "127.0.0.1") if context is not None else None
-    assoc = ae.associate("127.0.0.1", server.port, ae_title="DICOMHUB", tls_args=tls_args)
-    if not assoc.is_established:
-        return None
-    try:
-        return int(assoc.send_c_echo().Status)
-    finally:
-        assoc.release()
 
 
 def _tls_server(
@@ -62,9 +46,9 @@ def test_echo_over_tls(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = _tls_server(server_factory, certificates)
-    assert _echo(server, _client_context(certificates, with_certificate=False)) == 0x0000
-    assert _echo(server, None) is None  # plain DICOM on the TLS port gets nowhere
-    assert _echo(server, _client_context(certificates, with_certificate=False)) == 0x0000
+    assert echo_status(server.port, _client_context(certificates, with_certificate=False)) == 0x0000
+    assert echo_status(server.port, None) is None  # plain DICOM on the TLS port gets nowhere
+    assert echo_status(server.port, _client_context(certificates, with_certificate=False)) == 0x0000
     if engine == "asyncio":
         assert "TLS handshake refused: WRONG_VERSION_NUMBER" in caplog.text
 
@@ -73,8 +57,8 @@ def test_client_certificate_required_when_a_ca_is_configured(
     server_factory: ServerFactory, certificates: Certificates
 ) -> None:
     server = _tls_server(server_factory, certificates, tls_ca_certificates=certificates.ca)
-    assert _echo(server, _client_context(certificates, with_certificate=False)) is None
-    assert _echo(server, _client_context(certificates, with_certificate=True)) == 0x0000
+    assert echo_status(server.port, _client_context(certificates, with_certificate=False)) is None
+    assert echo_status(server.port, _client_context(certificates, with_certificate=True)) == 0x0000
 
 
 def test_stalled_handshakes_do_not_block_others(
@@ -86,7 +70,10 @@ def test_stalled_handshakes_do_not_block_others(
     stalled = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
     try:
         started = time.monotonic()
-        assert _echo(server, _client_context(certificates, with_certificate=False)) == 0x0000
+        assert (
+            echo_status(server.port, _client_context(certificates, with_certificate=False))
+            == 0x0000
+        )
         assert time.monotonic() - started < 2.0  # served while four handshakes hang
         for sock in stalled:  # closed by the server once the ARTIM time is over
             sock.settimeout(10)

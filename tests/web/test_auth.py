@@ -40,6 +40,13 @@ def _walk(routes: Iterable[object]) -> Iterator[object]:
             yield route
 
 
+def _answers_but_health(web: Web, http: httpx.Client) -> Iterator[tuple[str, str, httpx.Response]]:
+    """(method, path, answer) of a request to every route but the health check."""
+    for method, path in _routes(web):
+        if path != "/api/health":
+            yield method, path, http.request(method, path)
+
+
 def _routes(web: Web) -> list[tuple[str, str]]:
     """(method, concrete path) of every route of the app."""
     found: list[tuple[str, str]] = []
@@ -75,10 +82,7 @@ def test_without_credentials_everything_but_health_is_401(web: Web) -> None:
     web.token("reader", Role.READ)
     with web.client() as http:
         assert http.get("/api/health").status_code == 200
-        for method, path in _routes(web):
-            if path == "/api/health":
-                continue
-            answer = http.request(method, path)
+        for method, path, answer in _answers_but_health(web, http):
             assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
             assert "Basic" in answer.headers["www-authenticate"]
             if method != "HEAD":
@@ -196,10 +200,7 @@ def test_network_server_without_credentials_refuses_everyone(
 ) -> None:
     with network_web.client() as http, caplog.at_level(logging.WARNING, "dicomhub.web"):
         assert http.get("/api/health").status_code == 200
-        for method, path in _routes(network_web):
-            if path == "/api/health":
-                continue
-            answer = http.request(method, path)
+        for method, path, answer in _answers_but_health(network_web, http):
             assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
             if method != "HEAD":
                 assert answer.json() == {"error": NO_CREDENTIALS, "status": 401}

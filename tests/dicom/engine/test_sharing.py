@@ -8,13 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomhub.config import Settings
 from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
 from dicomhub.dicom.engine.sharing import WorkerLoads, shared_listener
 from dicomhub.runtime import open_runtime
+from tests.dicom.conftest import echo_status
 from tests.tls import Certificates, make_certificates
 
 
@@ -59,20 +58,6 @@ def shared_server(settings: Settings) -> Iterator[AsyncioDicomServer]:
         listener.close()
 
 
-def _echo(port: int, context: ssl.SSLContext | None = None) -> int | None:
-    ae = AE(ae_title="TESTSCU")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    ae.add_requested_context(Verification)
-    tls_args = (context, "127.0.0.1") if context is not None else None
-    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMHUB", tls_args=tls_args)
-    if not assoc.is_established:
-        return None
-    try:
-        return int(assoc.send_c_echo().Status)
-    finally:
-        assoc.release()
-
-
 def test_a_worker_alone_takes_every_connection_after_a_moment(
     shared_server: AsyncioDicomServer,
 ) -> None:
@@ -80,7 +65,7 @@ def test_a_worker_alone_takes_every_connection_after_a_moment(
     one moment later each, and the count goes back to zero when they end."""
     assert shared_server.loads is not None
     for _ in range(3):
-        assert _echo(shared_server.port) == 0x0000
+        assert echo_status(shared_server.port) == 0x0000
     deadline = time.monotonic() + 5
     while shared_server.loads.lighter_elsewhere() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -114,9 +99,9 @@ def test_tls_on_the_shared_socket(
     stalled = socket.create_connection(("127.0.0.1", server.port))
     try:
         started = time.monotonic()
-        assert _echo(server.port, context) == 0x0000
+        assert echo_status(server.port, context) == 0x0000
         assert time.monotonic() - started < 2.0
-        assert _echo(server.port) is None
+        assert echo_status(server.port) is None
         assert "TLS handshake refused" in caplog.text
         stalled.settimeout(10)
         assert stalled.recv(1024) == b""  # dropped once the ARTIM time is over

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from dicomhub.cli.main import app
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("DICOMHUB_DATA_DIR", str(data))
-    monkeypatch.setenv("DICOMHUB_LOG_LEVEL", "WARNING")
-    monkeypatch.delenv("DICOMHUB_CONFIG", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    return data
 
 
 def _users(*args: str, stdin: str | None = None) -> tuple[int, str]:
