@@ -37,11 +37,14 @@ class StartupError(Exception):
     """The server cannot start; the message says why."""
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """The event SIGINT and SIGTERM set from now on.  Installed before anything starts, so a
+    signal that comes while the listeners are starting (one may already be serving) still
+    stops the server cleanly instead of killing it half-started."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def _active_associations(server: object) -> Callable[[], int] | None:
@@ -103,6 +106,7 @@ def _listen(
     from dicomhub.dicom.server import Listener, create_listener
     from dicomhub.hl7.listener import HL7Listener
 
+    stop = _stop_on_signal()
     allocator.tune()
     try:
         runtime = open_runtime(settings, migrate_schema=migrate_schema)
@@ -159,7 +163,7 @@ def _listen(
             settings.data_dir.absolute(),
             _hide_password(settings.effective_database_url),
         )
-        _wait_for_signal()
+        stop.wait()
         LOG.info("shutting down")
     finally:
         if web is not None:
