@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -45,12 +45,10 @@ from dicomhub.storage.base import (
     PendingBlobs,
     hash_stream,
 )
+from dicomhub.storage.flush import Flushing
 from dicomhub.storage.segments import SegmentKey, is_segment_key
 
 LOG = logging.getLogger(__name__)
-WRITE_HERE = 1 << 20
-"""A batch whose objects total at most this is written by the committing thread; a larger one
-by the flushing thread, while the committing thread indexes it."""
 POSITION_INTERVAL = 1.0
 """Seconds between two records of a segment's indexed position."""
 
@@ -146,8 +144,6 @@ class Ingest:
         self.committer: GroupCommitter[Prepared, StoreResult | DicomhubError] = GroupCommitter(
             self._commit
         )
-        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="dicomhub-flush")
-        """Flushes a batch's segment records while its leader indexes them."""
 
     def store(self, request: IngestRequest) -> StoreResult:
         """Store one object durably; raise a ``DicomhubError`` saying why it was refused."""
@@ -265,21 +261,24 @@ class Ingest:
                 for p in in_memory:
                     outcomes[id(p)] = exc
             else:
-                pending = self._write_small(pending, in_memory, outcomes)
+                pending = self._write(pending, in_memory, outcomes)
         ready = [p for p in batch if id(p) not in outcomes and p.blob is not None]
         if pending is None:
             indexed = self._index(ready)
         else:
-            flushed = self._flusher.submit(pending.sync)
+            flushing: Flushing | None = None
             try:
-                indexed = self._index(ready, before_commit=flushed.result)
-                flushed.result()
+                flushing = pending.flush()
+                indexed = self._index(ready, before_commit=flushing.wait)
+                flushing.wait()
             except DicomhubError as exc:  # the flush failed: nothing of the batch is kept
                 pending.abort()
                 LOG.error("flushing %d objects failed: %s", len(in_memory), exc)
                 return [outcomes.get(id(p), exc) for p in batch]
             except BaseException:
-                flushed.exception()  # never cut the segment under a running flush
+                if flushing is not None:
+                    with contextlib.suppress(Exception):
+                        flushing.wait()  # never cut the segment under a running flush
                 pending.abort()
                 raise
             pending.release()
@@ -287,23 +286,21 @@ class Ingest:
             outcomes[id(p)] = self._settle(p, added)
         return [outcomes[id(p)] for p in batch]
 
-    def _write_small(
+    def _write(
         self,
         pending: PendingBlobs,
         in_memory: list[Prepared],
         outcomes: dict[int, StoreResult | DicomhubError],
     ) -> PendingBlobs | None:
-        """Give the placed objects their blobs, and write a small batch here (not worth a
-        hand-over of its bytes to the flushing thread); None when the write failed."""
-        if sum(len(p.memory.data) for p in in_memory if p.memory) <= WRITE_HERE:
-            try:
-                pending.write()
-            except DicomhubError as exc:
-                pending.abort()
-                LOG.error("storing %d objects failed: %s", len(in_memory), exc)
-                for p in in_memory:
-                    outcomes[id(p)] = exc
-                return None
+        """Write the placed objects and give them their blobs; None when the write failed."""
+        try:
+            pending.write()
+        except DicomhubError as exc:
+            pending.abort()
+            LOG.error("storing %d objects failed: %s", len(in_memory), exc)
+            for p in in_memory:
+                outcomes[id(p)] = exc
+            return None
         for p, blob in zip(in_memory, pending.infos, strict=True):
             p.blob = blob
         return pending

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import threading
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from dicomhub.index.schema import attachments, changes, instances, patients, ser
 from dicomhub.ingest import Ingest, IngestRequest, StoreResult, StoreStatus
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
+from tests.faults import flush_fails
 
 
 def _count(runtime: Runtime, table: object) -> int:
@@ -230,12 +229,9 @@ def test_failed_flush_refuses_the_batch_and_keeps_nothing(
     """The index is written while the segment is flushed; a flush that fails takes the
     whole batch back: no index row, no record, and the next object is stored as usual."""
 
-    def failing(_fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
     requests = [_in_memory(write_file(make_dataset(), tmp_path / f"{n}.dcm")) for n in range(3)]
     prepared = [runtime.ingest._prepare(request) for request in requests]
-    monkeypatch.setattr(os, "fdatasync", failing)
+    flush_fails(monkeypatch)
     results = runtime.ingest._commit(prepared)
     assert all(isinstance(r, OutOfResources) for r in results), results
     assert "flush failed: Input/output error" in str(results[0])

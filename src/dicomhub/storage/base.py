@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from dicomhub.storage.flush import Flushing
+
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -66,7 +68,8 @@ def data_set_sha256(data: bytes | bytearray, dataset_offset: int) -> str:
 
 
 class PendingBlobs(Protocol):
-    """Blobs placed but not yet durable: ``sync``, then ``release`` (or ``abort``)."""
+    """Blobs placed but not yet durable: ``flush`` and wait for it, then ``release`` (or
+    ``abort``)."""
 
     infos: list[BlobInfo]
 
@@ -74,9 +77,9 @@ class PendingBlobs(Protocol):
         """Write them without waiting for stable storage; raises when the storage fails."""
         ...
 
-    def sync(self) -> None:
-        """Write them if not yet done and make them durable (from any thread); raises when
-        the storage fails."""
+    def flush(self) -> Flushing:
+        """Write them if not yet done and start making them durable: ``wait`` on the result
+        (from any thread) raises when the storage fails."""
         ...
 
     def release(self) -> None:

@@ -39,6 +39,7 @@ from dicomhub.storage.base import (
     fsync_dir,
     hash_stream,
 )
+from dicomhub.storage.flush import Flushing
 from dicomhub.storage.segments import SEGMENTS, Appending, SegmentStore, is_segment_key
 
 LOG = logging.getLogger(__name__)
@@ -140,13 +141,27 @@ class StagingWriter:
         self.path.unlink(missing_ok=True)
 
 
+class _CheckedFlush:
+    """A segment flush whose failure is said as a ``DicomhubError``."""
+
+    def __init__(self, flushing: Flushing) -> None:
+        self._flushing = flushing
+
+    def wait(self) -> None:
+        """Wait for the flush; ``OutOfResources`` when the disk failed it."""
+        try:
+            self._flushing.wait()
+        except OSError as exc:
+            raise _resource_error(exc, "flush") from exc
+
+
 class PendingObjects:
     """Objects placed in a segment but not yet durable.
 
-    ``sync`` (from any thread) writes and flushes them; then ``release`` keeps them, or
-    ``abort`` cuts them off the segment.  No other objects are written in between, so the
-    caller may index the objects while they are being written and flushed, and commit once
-    ``sync`` is back: the disk work and the index work overlap, and the order
+    ``flush`` writes them and starts flushing them; then, once the flush is back, ``release``
+    keeps them, or ``abort`` cuts them off the segment.  No other objects are written in
+    between, so the caller may index the objects while they are being flushed, and commit
+    once the flush is back: the disk work and the index work overlap, and the order
     blob-then-index still holds.
     """
 
@@ -166,9 +181,14 @@ class PendingObjects:
 
     def sync(self) -> None:
         """Write and flush to stable storage; ``OutOfResources`` when the disk fails it."""
+        self.flush().wait()
+
+    def flush(self) -> Flushing:
+        """Write them if nobody did, and start flushing them (``wait`` on the result, from
+        any thread); ``OutOfResources`` when the disk fails either."""
         self.write()
         try:
-            self._appending.sync()
+            return _CheckedFlush(self._appending.start_sync())
         except OSError as exc:
             raise _resource_error(exc, "flush") from exc
 

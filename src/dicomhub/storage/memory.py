@@ -8,7 +8,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from dicomhub.storage import flush
 from dicomhub.storage.base import BlobInfo, DualHasher, InMemoryObject, digests_of
+from dicomhub.storage.flush import Flushing
 
 
 class _Pending:
@@ -19,8 +21,9 @@ class _Pending:
     def write(self) -> None:
         """Nothing to write: the copies are held already."""
 
-    def sync(self) -> None:
-        """Nothing to flush in memory."""
+    def flush(self) -> Flushing:
+        """Nothing to flush in memory: already done."""
+        return flush.done()
 
     def release(self) -> None:
         """The blobs stay."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from dicomhub.storage import flush
 from dicomhub.storage.base import fsync_dir
 
 LOG = logging.getLogger(__name__)
@@ -224,6 +225,13 @@ class Appending:
         """Flush the records to stable storage (``OSError`` when the disk says no)."""
         if self._store.fsync:
             os.fdatasync(self._active.fd)
+
+    def start_sync(self) -> flush.Flushing:
+        """Start flushing the written records; ``wait`` on the result (``OSError`` when the
+        disk says no)."""
+        if not self._store.fsync:
+            return flush.done()
+        return flush.start_flush(self._active.fd)
 
     def release(self) -> None:
         """The records stay: the segment goes on after them."""
