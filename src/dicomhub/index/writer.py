@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -112,6 +113,27 @@ class NewInstance:
         """Column values of one level, read from the header."""
         return level_values(self.header, level, self.parsed.ds_texts)
 
+    @cached_property
+    def image_row(self) -> tuple[Any, ...]:
+        """The fast path's ``instances`` row, but for the series key and the time (filled in
+        the transaction): computed before the writer lock is taken, so that the lock, which
+        other processes may be waiting for, is held only for the statements."""
+        values = self.values(Level.IMAGE)
+        values.update(
+            series_fk=None,
+            specific_character_set=self.character_set,
+            header=json.dumps(self.header),
+            calling_ae_title=self.calling_ae_title[:16],
+            source=self.source[:32],
+            received_at=None,
+        )
+        return tuple(values[c] for c in _INSTANCE_COLUMNS)
+
+    @cached_property
+    def details_json(self) -> str:
+        """The change log's details of this instance, as JSON text."""
+        return json.dumps(_details(self))
+
 
 # Statements of the general path, built once so SQLAlchemy compiles each a single time.
 _STORED = (
@@ -184,6 +206,8 @@ _STUDY_LISTS = (
 
 # The fast path: SQL text for the driver's cursor, in each dialect's parameter style.
 _INSTANCE_COLUMNS = [c.name for c in instances.columns if c.name != "id"]
+_SERIES_FK_AT = _INSTANCE_COLUMNS.index("series_fk")
+_RECEIVED_AT_AT = _INSTANCE_COLUMNS.index("received_at")
 _JSON_COLUMNS = {"header", "details"}
 
 
@@ -278,6 +302,8 @@ class _Study:
 class _Batch:
     """Counters, list changes and change-log rows of the fast path, written together."""
 
+    stamp: Any
+    """When the batch's objects were received, as the dialect's driver takes it."""
     series: dict[str, tuple[int, _Study]] = field(default_factory=dict)
     studies: dict[int, _Study] = field(default_factory=dict)
     series_counts: dict[int, int] = field(default_factory=dict)
@@ -328,6 +354,9 @@ class InstanceWriter:
             range(len(items)),
             key=lambda i: (items[i].study_instance_uid, items[i].series_instance_uid),
         )
+        for item in items:  # the work that needs no lock, done before taking it
+            item.image_row  # noqa: B018
+            item.details_json  # noqa: B018
         for attempt in range(RETRIES):
             last = attempt == RETRIES - 1
             try:
@@ -367,14 +396,15 @@ class InstanceWriter:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
             cursor = dbapi.cursor()
-            batch = _Batch()
+            stamp = sql.time(utc_now())
+            batch = _Batch(stamp)
             try:
                 for index in order:
                     item = items[index]
                     result = self._fast(conn, cursor, sql, batch, item)
                     if result is None:
                         self._flush(cursor, sql, batch)
-                        batch = _Batch()
+                        batch = _Batch(stamp)
                         result = self._general(conn, item, alone=len(items) == 1)
                     results[index] = result
                 self._flush(cursor, sql, batch)
@@ -410,17 +440,10 @@ class InstanceWriter:
         series_pk, study = found
         if study.uid != item.study_instance_uid:
             return None  # the series is filed under another study: the general path says how
-        now = utc_now()
-        values = item.values(Level.IMAGE)
-        values.update(
-            series_fk=series_pk,
-            specific_character_set=item.character_set,
-            header=json.dumps(item.header),
-            calling_ae_title=item.calling_ae_title[:16],
-            source=item.source[:32],
-            received_at=sql.time(now),
-        )
-        cursor.execute(sql.instance, [values[c] for c in _INSTANCE_COLUMNS])
+        row = list(item.image_row)
+        row[_SERIES_FK_AT] = series_pk
+        row[_RECEIVED_AT_AT] = batch.stamp
+        cursor.execute(sql.instance, row)
         row = cursor.fetchone()
         if row is None:
             return None  # already stored: the general path compares the copies
@@ -434,7 +457,7 @@ class InstanceWriter:
                 blob.sha256,
                 blob.content_sha256,
                 item.transfer_syntax_uid,
-                sql.time(now),
+                batch.stamp,
             ),
         )
         batch.series_counts[series_pk] = batch.series_counts.get(series_pk, 0) + 1
@@ -450,8 +473,8 @@ class InstanceWriter:
                 AddOutcome.STORED.value,
                 Level.IMAGE.value,
                 item.sop_instance_uid,
-                json.dumps(_details(item)),
-                sql.time(now),
+                item.details_json,
+                batch.stamp,
             )
         )
         if self.after_add is not None:

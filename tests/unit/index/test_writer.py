@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.uid import MRImageStorage, SecondaryCaptureImageStorage, generate_uid
 from sqlalchemy import select
 
@@ -167,3 +170,35 @@ def test_after_commit_runs_once_per_transaction(runtime: Runtime, tmp_path: Path
     runtime.repository.add_instances([_item(tmp_path), _item(tmp_path)])
     runtime.repository.add_instances([_item(tmp_path)])
     assert calls == [1, 1]
+
+
+def test_rows_are_prepared_before_the_writer_lock(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock other processes queue for is held for the statements only: each object's
+    row and change-log details are ready before it is taken, and one reception time stamps
+    the objects of a batch that join a known series."""
+    known = "1.2.826.0.1.3680043.10.9.6"
+    runtime.repository.add_instances([_item(tmp_path, series_uid=known)])
+    items = [_item(tmp_path, series_uid=known) for _ in range(3)]
+    ready_at_lock: list[bool] = []
+    lock = runtime.db._write_lock
+
+    @contextlib.contextmanager
+    def watched() -> Iterator[None]:
+        ready_at_lock.append(all({"image_row", "details_json"} <= set(vars(i)) for i in items))
+        with lock:
+            yield
+
+    monkeypatch.setattr(runtime.db, "_write_lock", watched())
+    assert _ok(runtime.repository.add_instances(items)) == [AddOutcome.STORED] * 3
+    assert ready_at_lock == [True]
+    uids = [i.sop_instance_uid for i in items]
+    with runtime.db.read() as conn:
+        rows = conn.execute(select(instances).where(instances.c.sop_instance_uid.in_(uids)))
+        times = {r.received_at for r in rows}
+        logged = {
+            r.occurred_at for r in conn.execute(select(changes).where(changes.c.uid.in_(uids)))
+        }
+    assert len(times) == 1 and None not in times
+    assert logged == times
