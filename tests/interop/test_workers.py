@@ -58,3 +58,20 @@ def test_associations_are_spread_evenly_over_the_workers(start_hub: HubFactory) 
         served = Counter(re.findall(r"\[(\d+)\] dicomhub\.dicom: association accepted", hub.log()))
     assert set(served) == listeners, hub.log()
     assert sorted(served.values()) == [3, 3], served
+
+
+def test_the_first_associations_find_every_worker_ready(start_hub: HubFactory) -> None:
+    """The moment the port first answers, every worker accepts: four associations opened
+    then are served two by two (a worker still starting would leave them all to the first).
+    A worker announces its listener only once all the others are ready, so the log shows
+    both listeners before any association."""
+    hub = start_hub({"DICOMHUB_WORKERS": "2"})
+    with contextlib.ExitStack() as stack:
+        for n in range(4):
+            assoc = stack.enter_context(association(hub, [VERIFICATION], calling_ae=f"EARLY{n}"))
+            assert assoc.send_c_echo().Status == 0x0000
+        served = Counter(re.findall(r"\[(\d+)\] dicomhub\.dicom: association accepted", hub.log()))
+    assert sorted(served.values()) == [2, 2], served
+    log = hub.log()
+    assert log.count("DICOM listener") == 2, log
+    assert log.rindex("DICOM listener") < log.index("association accepted"), log

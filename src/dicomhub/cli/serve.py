@@ -18,6 +18,7 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from dicomhub.web.server import HttpServer
 
 LOG = logging.getLogger("dicomhub")
+WORKER_START_TIMEOUT = 60.0
+"""Seconds the workers wait for each other before serving (see ``_all_ready``)."""
 
 
 class StartupError(Exception):
@@ -91,6 +94,9 @@ class Sharing:
     listener: socket.socket
     counts: Any
     slot: int
+    ready: Any
+    """How many workers are ready to accept (a shared counter, see ``_all_ready``)."""
+    workers: int
 
 
 def _listen(
@@ -140,6 +146,8 @@ def _listen(
     try:
         if http:
             web = _http_server(settings, runtime, server)
+        if sharing is not None:
+            _all_ready(sharing, stop)
         server.start()
         if hl7 is not None:
             try:
@@ -176,6 +184,26 @@ def _listen(
         runtime.close()
 
 
+def _all_ready(sharing: Sharing, stop: threading.Event) -> None:
+    """Wait until every worker can accept, so that none takes every association of a burst
+    that arrives while the others are still starting (the first to answer would keep them).
+    A worker that fails to start holds the others up for ``WORKER_START_TIMEOUT`` at most."""
+    with sharing.ready.get_lock():
+        sharing.ready.value += 1
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while sharing.ready.value < sharing.workers:
+        if time.monotonic() > deadline:
+            LOG.warning(
+                "%d of %d workers ready after %.0f s; serving with those",
+                sharing.ready.value,
+                sharing.workers,
+                WORKER_START_TIMEOUT,
+            )
+            return
+        if stop.wait(0.01):
+            return
+
+
 def _worker(values: dict[str, Any], sharing: Sharing) -> None:
     """Entry point of a worker process (spawned, so it starts clean)."""
     settings = Settings(**values)
@@ -204,11 +232,12 @@ def serve(settings: Settings) -> None:
         ) from exc
     counts = WorkerLoads.shared(settings.workers)
     context = multiprocessing.get_context("spawn")
+    ready = context.Value("i", 0)
     values = settings.model_dump(mode="json")
     children = [
         context.Process(
             target=_worker,
-            args=(values, Sharing(listener, counts, n)),
+            args=(values, Sharing(listener, counts, n, ready, settings.workers)),
             name=f"dicomhub-worker-{n}",
         )
         for n in range(1, settings.workers)
@@ -216,7 +245,8 @@ def serve(settings: Settings) -> None:
     for child in children:
         child.start()
     try:
-        _listen(settings, migrate_schema=False, sharing=Sharing(listener, counts, 0))
+        first = Sharing(listener, counts, 0, ready, settings.workers)
+        _listen(settings, migrate_schema=False, sharing=first)
     finally:
         for child in children:
             child.terminate()
