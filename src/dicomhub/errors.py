@@ -7,6 +7,7 @@ classes, so the same problem gets the same answer whichever protocol carried it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -198,6 +199,22 @@ class InvalidAttributeValue(DicomhubError):
         self.attribute_list = attribute_list
 
 
+class NoSuchAttribute(DicomhubError):
+    """An N-SET names attributes its SOP class does not let it set.
+
+    Nothing of the request is applied (DCMTK's print SCP answers the same).  ``identifiers``
+    are their tags, sent back as the response's Attribute Identifier List.
+    """
+
+    dimse_status = 0x0105
+    http_status = 400
+    summary = "failure: no such attribute"
+
+    def __init__(self, message: str, identifiers: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.identifiers = tuple(identifiers)
+
+
 class ProcedureStepFinal(DicomhubError):
     """An N-SET names a Performed Procedure Step that is COMPLETED or DISCONTINUED."""
 
@@ -384,6 +401,7 @@ OUTCOMES: tuple[type[DicomhubError], ...] = (
     MissingAttribute,
     MissingAttributeValue,
     InvalidAttributeValue,
+    NoSuchAttribute,
     ProcedureStepFinal,
     InvalidWorklistItem,
     NoSuchWorklistItem,

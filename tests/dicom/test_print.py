@@ -362,6 +362,37 @@ def test_film_box_refusals(scu: PrintScu) -> None:
     assert scu.create(None, BASIC_FILM_SESSION, session_uid)[0].Status == 0x0111
 
 
+def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
+    """As DCMTK's print SCP: an N-SET naming an attribute its class does not let it set is
+    refused with 0x0105 and the tags in the Attribute Identifier List; a create-only one
+    may be repeated unchanged, not changed (0x0106)."""
+    session_uid = scu.session()
+    status, _ = scu.film_box(session_uid, FilmSizeID="8INX10IN", RequestedResolutionID="STANDARD")
+    uid = str(status.AffectedSOPInstanceUID)
+    change = Dataset()
+    change.MagnificationType = "CUBIC"
+    change.PatientName = "NOT^HERE"
+    change.ReferencedImageBoxSequence = []
+    status = scu.set(change, BASIC_FILM_BOX, uid)[0]
+    assert status.Status == 0x0105
+    assert sorted(status.AttributeIdentifierList) == [0x00100010, 0x20100510]
+    assert "PatientName" in str(status.ErrorComment)
+    repeat = Dataset()
+    repeat.SpecificCharacterSet = "ISO_IR 100"
+    repeat.FilmSizeID = "8INX10IN"
+    repeat.Trim = "YES"
+    assert scu.set(repeat, BASIC_FILM_BOX, uid)[0].Status == 0x0000
+    change = Dataset()
+    change.RequestedResolutionID = "HIGH"
+    assert scu.set(change, BASIC_FILM_BOX, uid)[0].Status == 0x0106
+    change = _copies(2)
+    change.AnnotationDisplayFormatID = "NONE"
+    status = scu.set(change, BASIC_FILM_SESSION, session_uid)[0]
+    assert status.Status == 0x0105
+    assert status.AttributeIdentifierList == 0x20100030
+    assert scu.set(_copies(2), BASIC_FILM_SESSION, session_uid)[0].Status == 0x0000
+
+
 def test_image_box_refusals(scu: PrintScu) -> None:
     session_uid = scu.session()
     _, box = scu.film_box(session_uid, "STANDARD\\1,2")

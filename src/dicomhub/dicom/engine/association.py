@@ -792,6 +792,7 @@ class Association:
             *status_of(exc),
             data=self._encode(message, attribute_list),
             ErrorID=exc.error_id,
+            AttributeIdentifierList=getattr(exc, "identifiers", None) or None,
         )
 
     @staticmethod

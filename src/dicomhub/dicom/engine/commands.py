@@ -86,6 +86,8 @@ def encode_command(**elements: Any) -> bytes:
         codec = _INTEGER.get(vr)
         if codec is not None:
             raw = codec.pack(int(value))
+        elif vr == "AT":  # tags, each as group and element
+            raw = b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
         else:
             raw = str(value).encode("ascii", "replace")
             if len(raw) % 2:

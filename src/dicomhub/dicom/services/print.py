@@ -48,6 +48,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
@@ -77,6 +78,7 @@ from dicomhub.errors import (
     MissingAttribute,
     MissingAttributeValue,
     NoSuchActionType,
+    NoSuchAttribute,
     NoSuchInstance,
     PrintJobFailed,
     PrintProcessingFailure,
@@ -234,7 +236,20 @@ FILM_BOX_VALUES: dict[str, Callable[[str], bool]] = {
     "AnnotationDisplayFormatID": _any,
     "RequestedResolutionID": _one_of("STANDARD", "HIGH"),
 }
-FILM_BOX_CREATE_ONLY = ("ImageDisplayFormat", "FilmOrientation", "FilmSizeID")
+FILM_BOX_CREATE_ONLY = (
+    "ImageDisplayFormat",
+    "FilmOrientation",
+    "FilmSizeID",
+    "AnnotationDisplayFormatID",
+    "RequestedResolutionID",
+)
+"""Film Box attributes N-CREATE sets and N-SET may only repeat (PS3.4 Table H.4-5)."""
+FILM_BOX_SET = frozenset(
+    {*FILM_BOX_SETTABLE, *FILM_BOX_CREATE_ONLY, "ReferencedPresentationLUTSequence"}
+)
+"""What a Film Box N-SET may name; anything else is refused with 0x0105."""
+FILM_SESSION_SET = frozenset({*FILM_SESSION_VALUES, "NumberOfCopies"})
+"""What a Film Session N-SET may name (PS3.4 Table H.4-1)."""
 IMAGE_BOX_VALUES: dict[str, Callable[[str], bool]] = {
     "Polarity": _one_of("NORMAL", "REVERSE"),
     "MagnificationType": MAGNIFICATION,
@@ -254,6 +269,22 @@ def _attribute_list(data: Dataset, keyword: str) -> Dataset:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
+
+
+def check_settable(data: Dataset, allowed: frozenset[str], where: str) -> None:
+    """Every attribute of an N-SET is one ``where`` lets it set, as DCMTK's print SCP
+    requires (0x0105 naming the others otherwise; Specific Character Set and group lengths
+    may come along)."""
+    refused = [
+        tag
+        for tag in data.keys()  # noqa: SIM118 - iterating a Dataset gives its elements
+        if tag.element != 0
+        and keyword_for_tag(tag) not in allowed
+        and keyword_for_tag(tag) != "SpecificCharacterSet"
+    ]
+    if refused:
+        names = ", ".join(keyword_for_tag(tag) or str(tag) for tag in refused[:4])
+        raise NoSuchAttribute(f"{where} N-SET may not set {names}"[:64], refused)
 
 
 def check_values(data: Dataset, rules: dict[str, Callable[[str], bool]], where: str) -> None:
@@ -564,6 +595,7 @@ class PrintService:
     def _set_film_session(self, info: AssociationInfo, request: PrintRequest) -> PrintResult:
         session = self._instance(info, request)
         data = request.data or Dataset()
+        check_settable(data, FILM_SESSION_SET, "Film Session")
         check_copies(data, self.settings.print_max_copies)
         check_values(data, FILM_SESSION_VALUES, "Film Session")
         merged = _merge(from_bytes(session.attributes), data)
@@ -664,6 +696,7 @@ class PrintService:
                     f"Film Box {keyword} may not be changed by N-SET",
                     _attribute_list(data, keyword),
                 )
+        check_settable(data, FILM_BOX_SET, "Film Box")
         check_values(data, FILM_BOX_SETTABLE, "Film Box")
         check_densities(data, _merge(from_bytes(box.attributes), data))
         self._check_lut_reference(info, data)
