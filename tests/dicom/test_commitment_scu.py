@@ -52,15 +52,10 @@ from dicomhub.index.commitments import Outcome, Role, State, Transaction
 from dicomhub.ingest import IngestRequest
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
+from tests.ports import free_port
 
 COMMITMENT = "1.2.840.10008.1.20.1"
 INSTANCE = "1.2.840.10008.1.20.1.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -417,7 +412,7 @@ def test_no_report_leaves_the_request_waiting_until_it_times_out(
 def test_a_peer_that_is_down_fails_the_transaction_at_once(
     local: Runtime, service: StorageCommitmentService
 ) -> None:
-    peer = PeerConfig(ae_title="NOBODY", host="127.0.0.1", port=_free_port())
+    peer = PeerConfig(ae_title="NOBODY", host="127.0.0.1", port=free_port())
     with pytest.raises(PeerUnavailable) as raised:
         request_commitment(local.settings, peer, [(CTImageStorage, "1.2.3.4")], service, wait=5)
     assert isinstance(raised.value, CommitmentUnreachable)

@@ -34,13 +34,13 @@ from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
 from tests.interop.support import (
     DCMTK,
-    free_port,
     read_part10,
     split_part10,
     stop_process,
     tool_env,
     wait_until,
 )
+from tests.ports import free_port
 
 DEST_AE = "DEST"
 WAIT = 60.0

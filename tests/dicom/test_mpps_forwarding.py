@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any
 
@@ -17,6 +16,7 @@ from dicomhub.dicom.server import Listener
 from dicomhub.index.forward_queue import QueueState
 from tests.dicom.conftest import ServerFactory, associate
 from tests.mpps_factories import n_create, n_set_final
+from tests.ports import free_port
 
 MPPS = "1.2.840.10008.3.1.2.3.3"
 
@@ -24,12 +24,6 @@ MPPS = "1.2.840.10008.3.1.2.3.3"
 @pytest.fixture
 def engine() -> str:
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RIS:
@@ -82,7 +76,7 @@ def _drain(forwarder: Forwarder, until: Any) -> None:
 
 
 def test_requests_reach_the_ris_in_order(server_factory: ServerFactory) -> None:
-    port = _free_port()
+    port = free_port()
     ris = RIS(port)
     try:
         server = server_factory(
@@ -107,7 +101,7 @@ def test_requests_reach_the_ris_in_order(server_factory: ServerFactory) -> None:
 def test_a_ris_that_is_down_gets_everything_once_it_is_up(
     server_factory: ServerFactory,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = server_factory(
         peers={"ris": PeerConfig(ae_title="RIS", host="127.0.0.1", port=port)},
         mpps_forward=["ris"],

@@ -33,6 +33,7 @@ from dicomhub.dicom.server import Listener
 from dicomhub.index.print_jobs import ExecutionStatus, FilmJob, PrintRepository
 from tests.dicom.conftest import ServerFactory
 from tests.dicom.test_print import PrintScu, grayscale_image_box
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("dcmprscp") is None, reason="DCMTK not installed")
 
@@ -64,12 +65,6 @@ SupportsPresentationLUT = true
 @pytest.fixture
 def engine() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Printer:

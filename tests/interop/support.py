@@ -36,6 +36,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomhub.storage.filesystem import FilesystemBlobStore
+from tests.ports import free_port
 
 HOST = "127.0.0.1"
 HUB_AE = "DICOMHUB"
@@ -232,13 +233,6 @@ def echo_statuses(text: str) -> list[int]:
             0x0000 if detail == "Success" else int(number.group(1), 16) if number else -1
         )
     return statuses
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:

@@ -20,7 +20,6 @@ from tests.interop.support import (
     UID_ROOT,
     Hub,
     dicomhub_command,
-    free_port,
     needs_dcmtk,
     read_part10,
     running_hub,
@@ -30,6 +29,7 @@ from tests.interop.support import (
     write_part10,
 )
 from tests.interop.test_retrieve import StoreSCP, bulk_dataset
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.interop, needs_dcmtk]
 

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.support import (
-    Hub,
-    find_worklist,
-    free_port,
-    needs_dcmtk,
-    running_hub,
-    wait_until,
-)
+from tests.interop.support import Hub, find_worklist, needs_dcmtk, running_hub, wait_until
+from tests.ports import free_port
 from tests.unit.hl7.messages import END, frame, orm
 
 pytestmark = [pytest.mark.interop, needs_dcmtk]

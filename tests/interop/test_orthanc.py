@@ -36,7 +36,6 @@ from tests.interop.support import (
     Hub,
     Part10,
     assert_stored,
-    free_port,
     needs_dcmtk,
     needs_orthanc,
     running_hub,
@@ -46,6 +45,7 @@ from tests.interop.support import (
     tool_env,
     wait_until,
 )
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.interop, needs_dcmtk, needs_orthanc]
 

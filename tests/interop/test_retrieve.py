@@ -51,7 +51,6 @@ from tests.interop.support import (
     dcmsend,
     dicomhub_command,
     encode_dataset,
-    free_port,
     hub_cli,
     needs_dcmtk,
     needs_orthanc,
@@ -68,6 +67,7 @@ from tests.interop.support import (
     write_part10,
 )
 from tests.interop.test_orthanc import Orthanc, running_orthanc
+from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.interop,

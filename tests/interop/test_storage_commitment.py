@@ -46,7 +46,6 @@ from tests.interop.support import (
     UID_ROOT,
     Hub,
     dcmsend,
-    free_port,
     needs_dcmtk,
     needs_orthanc,
     output_of,
@@ -57,6 +56,7 @@ from tests.interop.support import (
     write_part10,
 )
 from tests.interop.test_orthanc import Orthanc, hub_with_orthanc
+from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.interop,

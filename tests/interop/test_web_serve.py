@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.interop.support import Hub, HubFactory, dicomhub_command, free_port, hub_cli
+from tests.interop.support import Hub, HubFactory, dicomhub_command, hub_cli
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.interop]
 

@@ -65,7 +65,6 @@ from tests.interop.support import (
     WorklistAnswers,
     dicomhub_command,
     find_worklist,
-    free_port,
     needs_dcmtk,
     needs_orthanc,
     output_of,
@@ -76,6 +75,7 @@ from tests.interop.support import (
     wait_until,
 )
 from tests.interop.test_orthanc import running_orthanc
+from tests.ports import free_port
 
 OFFIS = Path("/usr/share/doc/dcmtk/examples/wlistdb/OFFIS")
 SAMPLE_QUERIES = Path("/usr/share/doc/dcmtk/examples/wlistqry")

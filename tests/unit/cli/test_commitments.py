@@ -7,7 +7,6 @@ is still to come.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,10 @@ from dicomhub.index.commitments import Role, State
 from dicomhub.ingest import IngestRequest
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
+from tests.ports import free_port
 
 COMMITMENT = "1.2.840.10008.1.20.1"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Remote:
@@ -84,7 +78,7 @@ def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, 
     path = tmp_path / "local.toml"
     path.write_text(
         f'ae_title = "LOCAL"\ndata_dir = "{tmp_path / "local"}"\n'
-        f'dicom_port = {_free_port()}\nlog_level = "WARNING"\n{peers}'
+        f'dicom_port = {free_port()}\nlog_level = "WARNING"\n{peers}'
     )
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.setenv("DICOMHUB_DATABASE_URL", database_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,7 @@ from dicomhub.dicom.server import Listener, create_listener
 from dicomhub.ingest import IngestRequest
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset, write_file
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 class Remote:
@@ -46,7 +40,7 @@ class Remote:
 
 @pytest.fixture
 def local_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture
@@ -103,7 +97,7 @@ def test_echo_by_name_and_by_address(config: Path, remote: Remote) -> None:
 
 
 def test_echo_of_a_peer_that_is_down(config: Path) -> None:
-    code, output = _run(config, "echo", f"NOBODY@127.0.0.1:{_free_port()}")
+    code, output = _run(config, "echo", f"NOBODY@127.0.0.1:{free_port()}")
     assert code == 2
     assert "cannot connect to NOBODY@127.0.0.1" in output
 

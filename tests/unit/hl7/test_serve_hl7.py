@@ -14,13 +14,8 @@ from pathlib import Path
 from dicomhub.config import load_settings
 from dicomhub.index.engine import IndexDatabase
 from dicomhub.index.worklist import WorklistRepository, WorklistStatus
+from tests.ports import free_port
 from tests.unit.hl7.messages import END, frame, orm
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _connect(port: int, deadline: float) -> socket.socket:
@@ -34,12 +29,12 @@ def _connect(port: int, deadline: float) -> socket.socket:
 
 
 def test_serve_runs_the_hl7_listener(tmp_path: Path) -> None:
-    hl7_port = _free_port()
+    hl7_port = free_port()
     env = {
         **os.environ,
         "DICOMHUB_DATA_DIR": str(tmp_path / "data"),
-        "DICOMHUB_DICOM_PORT": str(_free_port()),
-        "DICOMHUB_HTTP_PORT": str(_free_port()),
+        "DICOMHUB_DICOM_PORT": str(free_port()),
+        "DICOMHUB_HTTP_PORT": str(free_port()),
         "DICOMHUB_HL7_PORT": str(hl7_port),
         "DICOMHUB_HL7_STATION_AE_TITLES": '{"CT": "CT7"}',
     }

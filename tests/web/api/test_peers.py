@@ -16,7 +16,7 @@ from dicomhub.dicom.server import Listener, create_listener
 from dicomhub.errors import PeerRefused
 from dicomhub.runtime import Runtime, open_runtime
 from tests.factories import make_dataset
-from tests.interop.support import free_port
+from tests.ports import free_port
 from tests.web.conftest import Web
 
 

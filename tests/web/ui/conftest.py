@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.interop.support import Hub, free_port, running_hub
+from tests.interop.support import Hub, running_hub
+from tests.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

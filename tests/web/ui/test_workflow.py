@@ -24,13 +24,13 @@ from tests.interop.support import (
     HOST,
     Hub,
     find_worklist,
-    free_port,
     needs_dcmtk,
     run_tool,
     stop_process,
     tool_env,
     wait_until,
 )
+from tests.ports import free_port
 from tests.web.ui.conftest import PageFactory, png_grey, screenshot
 
 pytestmark = [pytest.mark.interop, needs_dcmtk]
