@@ -364,10 +364,12 @@ def test_film_box_refusals(scu: PrintScu) -> None:
 
 def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
     """As DCMTK's print SCP: an N-SET naming an attribute its class does not let it set is
-    refused with 0x0105 and the tags in the Attribute Identifier List; a create-only one
-    may be repeated unchanged, not changed (0x0106)."""
+    refused with 0x0105 and the tags in the Attribute Identifier List (Film Session, Film
+    Box, Image Box); a create-only one may be repeated unchanged, not changed (0x0106)."""
     session_uid = scu.session()
-    status, _ = scu.film_box(session_uid, FilmSizeID="8INX10IN", RequestedResolutionID="STANDARD")
+    status, reply = scu.film_box(
+        session_uid, FilmSizeID="8INX10IN", RequestedResolutionID="STANDARD"
+    )
     uid = str(status.AffectedSOPInstanceUID)
     change = Dataset()
     change.MagnificationType = "CUBIC"
@@ -391,6 +393,16 @@ def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
     assert status.Status == 0x0105
     assert status.AttributeIdentifierList == 0x20100030
     assert scu.set(_copies(2), BASIC_FILM_SESSION, session_uid)[0].Status == 0x0000
+    assert reply is not None
+    image_box_uid = str(reply.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID)
+    image = grayscale_image_box(1)
+    image.PatientID = "NOT-HERE"
+    status = scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0]
+    assert status.Status == 0x0105
+    assert status.AttributeIdentifierList == 0x00100020
+    image = grayscale_image_box(1)
+    image.Polarity = "REVERSE"
+    assert scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0].Status == 0x0000
 
 
 def test_image_box_refusals(scu: PrintScu) -> None:

@@ -258,6 +258,18 @@ IMAGE_BOX_VALUES: dict[str, Callable[[str], bool]] = {
     "RequestedImageSize": _positive_decimal,
     "RequestedDecimateCropBehavior": _one_of("DECIMATE", "CROP", "FAIL"),
 }
+IMAGE_BOX_SET = frozenset(
+    {
+        *IMAGE_BOX_VALUES,
+        "ImageBoxPosition",
+        "BasicGrayscaleImageSequence",
+        "BasicColorImageSequence",
+        "ReferencedPresentationLUTSequence",
+    }
+)
+"""What an Image Box N-SET may name (PS3.4 Tables H.4-7 and H.4-8)."""
+ANNOTATION_BOX_SET = frozenset({"AnnotationPosition", "TextString"})
+"""What an Annotation Box N-SET may name (PS3.4 Table H.4-10)."""
 
 
 def _attribute_list(data: Dataset, keyword: str) -> Dataset:
@@ -715,6 +727,7 @@ class PrintService:
                 f"ImageBoxPosition {position[:8]} is not this box's ({box.position})",
                 _attribute_list(data, "ImageBoxPosition"),
             )
+        check_settable(data, IMAGE_BOX_SET, "Image Box")
         check_values(data, IMAGE_BOX_VALUES, "Image Box")
         wanted = "BasicColorImageSequence" if color else "BasicGrayscaleImageSequence"
         other = "BasicGrayscaleImageSequence" if color else "BasicColorImageSequence"
@@ -758,6 +771,7 @@ class PrintService:
                 f"AnnotationPosition {position[:8]} is not this box's ({box.position})",
                 _attribute_list(data, "AnnotationPosition"),
             )
+        check_settable(data, ANNOTATION_BOX_SET, "Annotation Box")
         merged = _merge(from_bytes(box.attributes), data)
         self.repository.update(box.id, to_bytes(merged))
         return PrintResult(box.sop_instance_uid)
