@@ -33,7 +33,7 @@ from dicomhub.conformance import (
 )
 from dicomhub.dicom.engine.acceptor import AsyncioDicomServer
 from dicomhub.dicom.server import Listener
-from dicomhub.dicom.services.print import PRINTER_INSTANCE, image_display_cells
+from dicomhub.dicom.services.print import PRINTER_INSTANCE, from_bytes, image_display_cells
 from dicomhub.errors import OutOfResources, PrintJobFailed, PrintRelayFailed
 from dicomhub.imaging.film import compose_film
 from dicomhub.imaging.geometry import MAX_FILM_PIXELS
@@ -362,10 +362,20 @@ def test_film_box_refusals(scu: PrintScu) -> None:
     assert scu.create(None, BASIC_FILM_SESSION, session_uid)[0].Status == 0x0111
 
 
-def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
+def test_n_set_names_only_what_the_class_lets_it_set(
+    scu: PrintScu, printed: tuple[Listener, list[FilmJob]]
+) -> None:
     """As DCMTK's print SCP: an N-SET naming an attribute its class does not let it set is
     refused with 0x0105 and the tags in the Attribute Identifier List (Film Session, Film
-    Box, Image Box); a create-only one may be repeated unchanged, not changed (0x0106)."""
+    Box, Image Box), and nothing of it is kept; a create-only one may be repeated unchanged,
+    not changed (0x0106)."""
+    stored = repository(printed[0])
+
+    def kept(uid: str) -> Dataset:
+        found = stored.get(uid)
+        assert found is not None
+        return from_bytes(found.attributes)
+
     session_uid = scu.session()
     status, reply = scu.film_box(
         session_uid, FilmSizeID="8INX10IN", RequestedResolutionID="STANDARD"
@@ -379,6 +389,7 @@ def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
     assert status.Status == 0x0105
     assert sorted(status.AttributeIdentifierList) == [0x00100010, 0x20100510]
     assert "PatientName" in str(status.ErrorComment)
+    assert "MagnificationType" not in kept(uid) and "PatientName" not in kept(uid)
     repeat = Dataset()
     repeat.SpecificCharacterSet = "ISO_IR 100"
     repeat.FilmSizeID = "8INX10IN"
@@ -387,12 +398,15 @@ def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
     change = Dataset()
     change.RequestedResolutionID = "HIGH"
     assert scu.set(change, BASIC_FILM_BOX, uid)[0].Status == 0x0106
-    change = _copies(2)
+    assert kept(uid).RequestedResolutionID == "STANDARD" and kept(uid).Trim == "YES"
+    change = _copies(3)
     change.AnnotationDisplayFormatID = "NONE"
     status = scu.set(change, BASIC_FILM_SESSION, session_uid)[0]
     assert status.Status == 0x0105
     assert status.AttributeIdentifierList == 0x20100030
+    assert "NumberOfCopies" not in kept(session_uid)
     assert scu.set(_copies(2), BASIC_FILM_SESSION, session_uid)[0].Status == 0x0000
+    assert kept(session_uid).NumberOfCopies == 2
     assert reply is not None
     image_box_uid = str(reply.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID)
     image = grayscale_image_box(1)
@@ -400,6 +414,7 @@ def test_n_set_names_only_what_the_class_lets_it_set(scu: PrintScu) -> None:
     status = scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0]
     assert status.Status == 0x0105
     assert status.AttributeIdentifierList == 0x00100020
+    assert "BasicGrayscaleImageSequence" not in kept(image_box_uid)
     image = grayscale_image_box(1)
     image.Polarity = "REVERSE"
     assert scu.set(image, BASIC_GRAYSCALE_IMAGE_BOX, image_box_uid)[0].Status == 0x0000

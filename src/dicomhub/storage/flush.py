@@ -125,7 +125,8 @@ class _AioFlush:
         _IN_FLIGHT.discard(self)
         result = libc.aio_return(ctypes.byref(self._block))
         if code != 0 or result != 0:
-            failure = code or errno.EIO
+            # aio_error gives the flush's errno, or -1 with errno set if it refused the block
+            failure = code if code > 0 else (ctypes.get_errno() or errno.EIO)
             self._error = OSError(failure, f"fdatasync: {os.strerror(failure)}")
 
 

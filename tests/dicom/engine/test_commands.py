@@ -30,7 +30,11 @@ def test_an_n_set_refusal_names_the_attributes_it_refused() -> None:
     assert read["Status"] == 0x0105
     assert read["AttributeIdentifierList"] == [Tag(0x00100010), Tag(0x20100510)]
     assert read["CommandGroupLength"] == len(data) - 12
-    assert cmd.decode_command(data)["AttributeIdentifierList"] == bytes.fromhex("1000100010201005")
+    decoded = cmd.decode_command(data)["AttributeIdentifierList"]
+    assert decoded == bytes.fromhex("1000100010201005")
+    as_decoded = cmd.encode_command(Status=0x0105, AttributeIdentifierList=decoded)
+    as_tags = cmd.encode_command(Status=0x0105, AttributeIdentifierList=[0x00100010, 0x20100510])
+    assert as_decoded == as_tags
 
 
 def test_absent_values_are_left_out() -> None:

@@ -86,8 +86,12 @@ def encode_command(**elements: Any) -> bytes:
         codec = _INTEGER.get(vr)
         if codec is not None:
             raw = codec.pack(int(value))
-        elif vr == "AT":  # tags, each as group and element
-            raw = b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
+        elif vr == "AT":  # tags, each as group and element (or as decoded: raw bytes)
+            raw = (
+                bytes(value)
+                if isinstance(value, bytes | bytearray)
+                else b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
+            )
         else:
             raw = str(value).encode("ascii", "replace")
             if len(raw) % 2:
