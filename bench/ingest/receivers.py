@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,19 +25,20 @@ from typing import IO, ClassVar
 
 from dicomhub.storage.filesystem import FilesystemBlobStore
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+# Ports below the ephemeral range, as the tests pick them: one that bind(0) hands out can be
+# taken by any outgoing connection (a sender's) before the receiver binds it.
+from tests.ports import free_port  # noqa: E402
+
 HOST = "127.0.0.1"
 CALLING_AE = "BENCHSCU"
 
 
 class ReceiverError(RuntimeError):
     """A receiver did not start or answer."""
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def dcmtk_env() -> dict[str, str]:

@@ -5,6 +5,7 @@ Throughput and memory are in MB = 10^6 bytes.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 MB = 1_000_000
@@ -153,3 +154,37 @@ def ratio_table(results: list[Measurement]) -> str:
                 cells.append(_num(a / b, 2) if a is not None and b else "-")
             rows.append(cells)
     return _table(["ratio", *configs], rows)
+
+
+def round_ratio_table(runs: dict[tuple[str, str, int], list[Measurement]], rounds: int) -> str:
+    """Each dicomhub variant / Orthanc inst/s, round by round: the two ran minutes apart at
+    most, so this ratio is the one a drifting machine disturbs least.  One row per round,
+    then the lowest and the median."""
+    configs: dict[str, tuple[str, int]] = {}
+    for (_, dataset, associations), measured in runs.items():
+        configs.setdefault(_config_name(measured[0]), (dataset, associations))
+    variants = [v for v in ("dicomhub", "dicomhub-2w") if any(k[0] == v for k in runs)]
+    rows = []
+    for variant in variants:
+        per_config: list[list[float | None]] = []
+        for dataset, associations in configs.values():
+            ours = runs.get((variant, dataset, associations), [])
+            theirs = runs.get(("orthanc", dataset, associations), [])
+            ratios: list[float | None] = []
+            for i in range(rounds):
+                a = ours[i].instances_per_second if i < len(ours) and ours[i].ok else None
+                b = theirs[i].instances_per_second if i < len(theirs) and theirs[i].ok else None
+                ratios.append(a / b if a is not None and b else None)
+            per_config.append(ratios)
+        label = f"{RECEIVER_LABELS[variant]} / Orthanc inst/s"
+        for i in range(rounds):
+            rows.append([f"{label}, round {i + 1}", *(_num(r[i], 2) for r in per_config)])
+        for name, pick in (("lowest", min), ("median", statistics.median)):
+            cells = []
+            for ratios in per_config:
+                known = [r for r in ratios if r is not None]
+                cells.append(_num(pick(known), 2) if known else "-")
+            rows.append([f"{label}, {name}", *cells])
+    if not rows:
+        return ""
+    return _table(["ratio by round", *configs], rows)

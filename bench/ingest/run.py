@@ -5,7 +5,8 @@ Run from the repository root::
     .venv/bin/python bench/ingest/run.py [--quick]
 
 Each receiver x data set x association count gets a freshly started receiver with empty
-storage, so every measurement stores every instance for the first time.  See README.md.
+storage, so every measurement stores every instance for the first time.  With ``--repeat N``
+the receivers take turns in N rounds.  See README.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from procstat import (
     self_cpu_seconds,
 )
 from receivers import DEFAULT_RECEIVERS, RECEIVERS, Receiver
-from report import Measurement, ratio_table, results_table
+from report import Measurement, ratio_table, results_table, round_ratio_table
 from sender import send
 
 HERE = Path(__file__).resolve().parent
@@ -195,30 +196,41 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [ensure_ct(data_root, args.ct), ensure_small(data_root, args.small)]
     for data in datasets:
         print(f"{data.label}: {len(data.files)} files, {data.total_bytes / 1e6:.1f} MB")
-    chosen: list[Measurement] = []
     every_run: list[Measurement] = []
-    for name in args.receivers:
+    runs: dict[tuple[str, str, int], list[Measurement]] = {}
+    for attempt in range(args.repeat):
+        # Rounds, not blocks: every receiver takes each configuration in turn, the order
+        # rotating from round to round, so that a machine that drifts during the run (shared
+        # hosts do) moves every receiver's figures alike instead of one receiver's block.
+        shift = attempt % len(args.receivers)
+        order = args.receivers[shift:] + args.receivers[:shift]
         for data in datasets:
             for associations in args.associations:
-                runs = []
-                for attempt in range(args.repeat):
+                for name in order:
                     log_dir = (
                         results_dir
                         / f"logs-{stamp}"
                         / f"{name}-{data.name}-{associations}-{attempt + 1}"
                     )
                     m = measure(RECEIVERS[name], data, associations, args, log_dir)
-                    runs.append(m)
+                    runs.setdefault((name, data.name, associations), []).append(m)
+                    every_run.append(m)
                     print(
-                        f"{name:9} {data.label:16} {associations} assoc: "
+                        f"round {attempt + 1} {name:13} {data.label:16} {associations} assoc: "
                         f"{m.instances_per_second or 0:7.1f} inst/s "
                         f"{m.mb_per_second or 0:6.1f} MB/s  stored {m.stored}/{m.instances}"
                         f"{'' if m.ok else '  FAILED'}",
                         flush=True,
                     )
-                every_run += runs
-                chosen.append(median_run(runs))
+    chosen = [
+        median_run(runs[(name, data.name, associations)])
+        for name in args.receivers
+        for data in datasets
+        for associations in args.associations
+    ]
     print(f"\n{results_table(chosen)}\n\n{ratio_table(chosen)}")
+    if args.repeat > 1:
+        print(f"\n{round_ratio_table(runs, args.repeat)}")
     print_problems(chosen)
     elapsed = time.monotonic() - started
     print(f"\ntotal time {elapsed:.0f} s; logs in {results_dir / f'logs-{stamp}'}")

@@ -2,6 +2,11 @@
 
 Keys kept in columns are matched in SQL (a superset) and then exactly in Python; other keys are
 matched and answered from the stored header (DICOM JSON) of the entity's first instance.
+
+Matches are read a page of rows at a time, in the order of the level's row ids, each page in a
+read transaction of its own (``id > last id seen``): memory stays bounded whatever the size of
+the archive, no transaction stays open while a caller sends responses over the network, and a
+caller that needs only the first matches (a QIDO-RS ``limit``) stops reading once it has them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dicomhub.index.schema import LEVEL_TABLES, instances, patients, series, stu
 from dicomhub.index.values import text_value
 
 LOG = logging.getLogger(__name__)
+PAGE_ROWS = 500
+"""Rows read from the index per page (per read transaction)."""
 
 
 class InformationModel(StrEnum):
@@ -167,10 +174,7 @@ class FindService:
             )
             if condition is not None:
                 query = query.where(condition)
-        order = LEVEL_TABLES[level].c.id
-        with self.db.read() as conn:
-            rows = [self._row(level, r._mapping) for r in conn.execute(query.order_by(order))]
-        for row in rows:
+        for row in self._rows(query, level):
             header: dict[str, Any] | None = None
             ok = True
             for key in keys:
@@ -189,6 +193,24 @@ class FindService:
                     break
             if ok:
                 yield self._response(identifier, level, keys, row, header)
+
+    def _rows(self, query: Select[Any], level: Level) -> Iterator[dict[Level, dict[str, Any]]]:
+        """The rows of ``query``, a page at a time (see the module's docstring); each row of
+        a level's query is one entity of that level, so its id orders and pages them."""
+        column = LEVEL_TABLES[level].c.id
+        last: int | None = None
+        while True:
+            paged = query if last is None else query.where(column > last)
+            page = self._page(paged.order_by(column).limit(PAGE_ROWS), level)
+            yield from page
+            if len(page) < PAGE_ROWS:
+                return
+            last = int(page[-1][level]["id"])
+
+    def _page(self, query: Select[Any], level: Level) -> list[dict[Level, dict[str, Any]]]:
+        """One page of rows, in a read transaction of its own."""
+        with self.db.read() as conn:
+            return [self._row(level, r._mapping) for r in conn.execute(query)]
 
     @staticmethod
     def _row(level: Level, mapping: Any) -> dict[Level, dict[str, Any]]:

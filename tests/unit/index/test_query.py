@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
+from sqlalchemy import Connection
 
 from dicomhub.errors import IdentifierDoesNotMatchSOPClass
 from dicomhub.index.query import InformationModel
 from dicomhub.ingest import IngestRequest
 from dicomhub.runtime import Runtime
 from tests.factories import make_dataset, write_file
+from tests.index_pages import count_pages
 
 STUDY_A, STUDY_B, STUDY_C = (
     "1.2.826.0.1.3680043.10.9.1",
@@ -329,3 +333,70 @@ def test_keys_below_query_level_returned_empty(archive: Runtime) -> None:
     assert len(results) == 1
     assert results[0].SOPInstanceUID in ("", None)
     assert results[0].SeriesInstanceUID in ("", None)
+
+
+@pytest.mark.parametrize("page_rows", [1, 2, 500])
+def test_matches_are_read_a_page_at_a_time(
+    archive: Runtime, monkeypatch: pytest.MonkeyPatch, page_rows: int
+) -> None:
+    """Pages of one, two and many rows give the same matches, in the order of the rows, and
+    a key matched in Python (from the header) filters across page boundaries; each page is
+    read in a transaction of its own, none of them open while the caller holds a match."""
+    count_pages(monkeypatch, page_rows)
+    reads = 0
+    read = archive.db.read
+
+    @contextmanager
+    def counted() -> Iterator[Connection]:
+        nonlocal reads
+        reads += 1
+        with read() as conn:
+            yield conn
+
+    monkeypatch.setattr(archive.db, "read", counted)
+    instances = [
+        str(ds.SOPInstanceUID)
+        for ds in archive.finder.find(
+            _query("IMAGE", SOPInstanceUID="", BodyPartExamined=""),
+            InformationModel.STUDY_ROOT,
+            relational=True,
+        )
+    ]
+    assert instances == [
+        "1.2.3.10.1",
+        "1.2.3.10.2",
+        "1.2.3.11.1",
+        "1.2.3.20.1",
+        "1.2.3.30.1",
+        "1.2.3.30.2",
+    ]
+    # six instances: pages of one take seven reads (the last one finds nothing), pages of
+    # two take four, a page of 500 one
+    assert reads == {1: 7, 2: 4, 500: 1}[page_rows]
+    # a header-only key: rows of every page are filtered in Python
+    abdomen = _find(
+        archive,
+        _query("SERIES", StudyInstanceUID=STUDY_C, SeriesInstanceUID="", BodyPartExamined="AB*"),
+    )
+    assert _values(abdomen, "SeriesInstanceUID") == ["1.2.3.30"]
+    assert (
+        _find(
+            archive,
+            _query(
+                "SERIES", StudyInstanceUID=STUDY_A, SeriesInstanceUID="", BodyPartExamined="AB*"
+            ),
+        )
+        == []
+    )
+
+
+def test_a_caller_that_stops_reads_no_further_page(
+    archive: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = count_pages(monkeypatch, 2)
+    matches = archive.finder.find(
+        _query("IMAGE", SOPInstanceUID=""), InformationModel.STUDY_ROOT, relational=True
+    )
+    first = list(itertools.islice(matches, 3))
+    assert [str(ds.SOPInstanceUID) for ds in first] == ["1.2.3.10.1", "1.2.3.10.2", "1.2.3.11.1"]
+    assert pages == [2, 2]  # six instances, three wanted: two pages of two read, not three

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from pydicom.uid import generate_uid
 
 from tests.factories import make_dataset
+from tests.index_pages import count_pages
 from tests.web.conftest import Web
 
 
@@ -107,3 +109,19 @@ def test_no_match_and_bad_queries(client: httpx.Client) -> None:
     assert client.get("/dicom-web/studies", params={"00400275.00401001": "x"}).status_code == 400
     xml = client.get("/dicom-web/studies", headers={"Accept": "application/dicom+xml"})
     assert xml.status_code == 406
+
+
+def test_a_page_reads_only_as_far_as_it_needs(
+    web: Web, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``limit`` and ``offset`` stop the index reads once the page is full: with a page of
+    one row per read, the second of three instances costs two reads, not four."""
+    ct, _, _ = _load(web)
+    pages = count_pages(monkeypatch, 1)
+    second = client.get(f"/dicom-web/studies/{ct}/instances", params={"offset": 1, "limit": 1})
+    assert [_values(i, "00200013") for i in second.json()] == [[2]]
+    assert pages == [1, 1]
+    pages.clear()
+    everything = client.get(f"/dicom-web/studies/{ct}/instances").json()
+    assert len(everything) == 3
+    assert pages == [1, 1, 1, 0]  # no limit: read to the end

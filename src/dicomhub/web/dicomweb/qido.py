@@ -11,6 +11,7 @@ stored header for instances); ``limit`` and ``offset`` page the matches.  No mat
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -191,9 +192,8 @@ def _results(ctx: WebContext, search: Search, base: str) -> list[dict[str, Any]]
     matches: Iterable[Dataset] = ctx.runtime.finder.find(
         search.identifier(), InformationModel.STUDY_ROOT, relational=True
     )
-    found = list(matches)[search.offset :]
-    if search.limit is not None:
-        found = found[: search.limit]
+    stop = None if search.limit is None else search.offset + search.limit
+    found = list(itertools.islice(matches, search.offset, stop))  # no reading past the page
     results = []
     for match in found:
         url = _url(base, search.level, match)
