@@ -19,8 +19,12 @@ class Level(StrEnum):
 
     @property
     def depth(self) -> int:
-        """0 for PATIENT ... 3 for IMAGE."""
-        return list(Level).index(self)
+        """0 for PATIENT ... 3 for IMAGE (a look-up: C-FIND asks it for every key of every
+        match)."""
+        return _DEPTHS[self]
+
+
+_DEPTHS = {level: depth for depth, level in enumerate(Level)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ caller that needs only the first matches (a QIDO-RS ``limit``) stops reading onc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -71,6 +71,18 @@ class _Key:
     vr: str
     matcher: Matcher
     level: Level | None  # None: answered from the header
+
+
+@dataclass(frozen=True)
+class Match:
+    """An entity that matched a query: its rows (one per level, down to the query level)
+    and, when a key needed it, the stored header of its first instance."""
+
+    identifier: Dataset
+    level: Level
+    keys: list[_Key]
+    row: dict[Level, dict[str, Any]]
+    header: dict[str, Any] | None
 
 
 def _keys(identifier: Dataset, level: Level, case_insensitive_pn: bool) -> list[_Key]:
@@ -155,6 +167,14 @@ class FindService:
         requiring the unique keys above it (relational queries, PS3.4 C.4.1.2.2; QIDO-RS
         searches series and instances of every study this way).
         """
+        for match in self.matches(identifier, model, relational=relational):
+            yield self.respond(match)
+
+    def matches(
+        self, identifier: Dataset, model: InformationModel, *, relational: bool = False
+    ) -> Iterator[Match]:
+        """The matches of ``find``, before their response identifiers are made: a caller
+        that keeps only some of them (a sorted page of a list) answers only those."""
         level = (
             identifier_level(identifier, model)
             if relational
@@ -192,7 +212,15 @@ class FindService:
                     ok = False
                     break
             if ok:
-                yield self._response(identifier, level, keys, row, header)
+                yield Match(identifier, level, keys, row, header)
+
+    def respond(self, match: Match, keywords: Collection[str] | None = None) -> Dataset:
+        """The response identifier of a match; with ``keywords``, only those of its keys
+        (and the query level)."""
+        keys = match.keys
+        if keywords is not None:
+            keys = [key for key in keys if key.keyword in keywords]
+        return self._response(match.identifier, match.level, keys, match.row, match.header)
 
     def _rows(self, query: Select[Any], level: Level) -> Iterator[dict[Level, dict[str, Any]]]:
         """The rows of ``query``, a page at a time (see the module's docstring); each row of

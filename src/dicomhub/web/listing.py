@@ -4,13 +4,16 @@ Filters are DICOM keywords with C-FIND values (``PatientName=DOE*``,
 ``StudyDate=20240101-20240131``, ``ModalitiesInStudy=CT``); they are matched by the index's
 C-FIND code (``FindService``, relational), exactly as a DICOM query would be.  The matches are
 then sorted (``sort=-StudyDate,PatientName``) and cut to a page (``offset``, ``limit``); the
-answer says how many matched in all, so a UI can page.
+answer says how many matched in all, so a UI can page.  Only the page's matches are answered
+in full (see ``search``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import total_ordering
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -20,7 +23,7 @@ from pydicom.valuerep import PersonName
 
 from dicomhub.errors import InvalidRequest
 from dicomhub.index.attributes import Level
-from dicomhub.index.query import FindService, InformationModel
+from dicomhub.index.query import FindService, InformationModel, Match
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -179,25 +182,50 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, str(value).upper())
 
 
-def _by(keyword: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
-    def key(item: dict[str, Any]) -> tuple[int, Any]:
-        return _sort_key(item.get(keyword))
+@total_ordering
+class _Descending:
+    """A sort value compared the other way round."""
 
-    return key
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.value == other.value
+
+    def __lt__(self, other: _Descending) -> bool:
+        return bool(other.value < self.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
-def sort_items(items: list[dict[str, Any]], sort: str, allowed: Sequence[str]) -> None:
-    """Sort in place by ``sort`` (keywords, comma-separated, ``-`` for descending)."""
-    keys = [k.strip() for k in sort.split(",") if k.strip()]
-    for key in reversed(keys):
-        descending = key.startswith("-")
+def sort_order(sort: str, allowed: Sequence[str]) -> list[tuple[str, bool]]:
+    """``sort`` (keywords, comma-separated, ``-`` for descending) as (keyword, descending)
+    pairs; ``InvalidRequest`` for a keyword the list cannot sort by."""
+    order = []
+    for key in (k.strip() for k in sort.split(",")):
+        if not key:
+            continue
         keyword = key.lstrip("-+")
         if keyword not in allowed:
             raise InvalidRequest(f"cannot sort by {keyword!r}: sort by one of {', '.join(allowed)}")
-        present = [i for i in items if _sort_key(i.get(keyword))[0] == 0]
-        missing = [i for i in items if _sort_key(i.get(keyword))[0] == 1]
-        present.sort(key=_by(keyword), reverse=descending)
-        items[:] = present + missing
+        order.append((keyword, key.startswith("-")))
+    return order
+
+
+def rank(
+    values: Mapping[str, Any], order: Sequence[tuple[str, bool]], number: int
+) -> tuple[Any, ...]:
+    """Where an item goes: by each sort key in turn (an empty value last, whichever the
+    direction), then by ``number``, its place among the matches."""
+    parts: list[Any] = []
+    for keyword, descending in order:
+        missing, value = _sort_key(values.get(keyword))
+        parts += [missing, _Descending(value) if descending else value]
+    parts.append(number)
+    return tuple(parts)
 
 
 def search(
@@ -209,12 +237,37 @@ def search(
     offset: int = 0,
     limit: int = DEFAULT_LIMIT,
 ) -> Page:
-    """One page of the ``level`` entities matching ``filters``."""
+    """One page of the ``level`` entities matching ``filters``.
+
+    Every match is counted (the page says how many there are), but only the page's are
+    answered in full: unsorted, the matches before ``offset`` are skipped; sorted, each match
+    is ranked by its sort keys alone and only the best ``offset + limit`` are kept.  Memory
+    thus follows the page, not the archive, and the work per match is a fraction of a whole
+    answer.
+    """
     check_paging(offset, limit)
     keywords = list(LEVEL_KEYS[level])
+    order = sort_order(sort, keywords)
     model = InformationModel.PATIENT_ROOT if level is Level.PATIENT else InformationModel.STUDY_ROOT
-    query = identifier(level, filters, keywords)
-    items = [item(match, keywords) for match in finder.find(query, model, relational=True)]
-    if sort:
-        sort_items(items, sort, keywords)
-    return Page(items[offset : offset + limit], len(items), offset, limit)
+    matches = finder.matches(identifier(level, filters, keywords), model, relational=True)
+    total = 0
+    chosen: list[Match] = []
+    if not order:
+        for match in matches:
+            if offset <= total < offset + limit:
+                chosen.append(match)
+            total += 1
+    else:
+        sorting = [keyword for keyword, _ in order]
+
+        def ranked() -> Iterator[tuple[tuple[Any, ...], Match]]:
+            nonlocal total
+            for match in matches:
+                values = item(finder.respond(match, sorting), sorting)
+                yield rank(values, order, total), match
+                total += 1
+
+        best = heapq.nsmallest(offset + limit, ranked(), key=lambda pair: pair[0])
+        chosen = [match for _, match in best[offset:]]
+    items = [item(finder.respond(match, keywords), keywords) for match in chosen]
+    return Page(items, total, offset, limit)
