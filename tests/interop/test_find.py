@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
+from dicomhub.index.query import PAGE_ROWS
 from tests.interop.support import (
     BASIC_TEXT_SR_STORAGE,
     CT_IMAGE_STORAGE,
@@ -20,6 +21,7 @@ from tests.interop.support import (
     US_IMAGE_STORAGE,
     FindOutcome,
     Hub,
+    HubFactory,
     dcmsend,
     element_values,
     findscu,
@@ -591,3 +593,33 @@ def test_invalid_identifier_is_refused(
     assert outcome.status == 0xA900, outcome.output[-2000:]
     assert outcome.matches == []
     assert outcome.error_comment
+
+
+def test_matches_spanning_several_index_pages(
+    start_hub: HubFactory, tmp_path: Path, workdir: Path
+) -> None:
+    """The index is read 500 rows at a time: 1,201 images of one series come back to
+    findscu exactly once each, and a key answered from the stored header (ImageComments)
+    filters across the page boundaries."""
+    hub = start_hub()
+    count = 2 * PAGE_ROWS + 201
+    study, series = f"{ROOT}.900", f"{ROOT}.900.1"
+    files = []
+    for number in range(1, count + 1):
+        ds = image_dataset("IM111")
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = f"{series}.{number}"
+        ds.InstanceNumber = number
+        ds.ImageComments = "MARKED" if number % 100 == 0 else "PLAIN"
+        files.append(write_part10(tmp_path / f"{number}.dcm", ds))
+    outcomes, result = dcmsend(files, hub.ae_title, hub.port, workdir)
+    assert [o.status for o in outcomes.values()] == [0x0000] * count, output_of(result)
+    scope = [f"StudyInstanceUID={study}", f"SeriesInstanceUID={series}"]
+
+    everything = find(hub, "S", "IMAGE", [*scope, "SOPInstanceUID", "InstanceNumber"], workdir)
+    numbers = sorted(int(m.InstanceNumber) for m in everything.matches)
+    assert numbers == list(range(1, count + 1))
+    marked = find(hub, "S", "IMAGE", [*scope, "SOPInstanceUID", "ImageComments=MARKED"], workdir)
+    assert sorted(str(m.SOPInstanceUID) for m in marked.matches) == sorted(
+        f"{series}.{n}" for n in range(100, count + 1, 100)
+    )
